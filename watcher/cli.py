@@ -1,0 +1,202 @@
+"""Thin CLI: parse arguments, load config, call the core, map errors to exit codes.
+
+Exit codes: 0 the command ran (findings or not); 1 internal error (a bug: rerun with --debug);
+2 usage or configuration error; 3 the data source failed (unreachable, bad answer, metric or
+label missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from watcher import __version__
+from watcher.config import Config, load_config
+from watcher.detect import detect_all
+from watcher.errors import EXIT_OK, ConfigError, DnswatchError
+from watcher.findings import Finding
+from watcher.render import as_json, as_text
+from watcher.window import Window
+
+EPILOG = """exit codes: 0 ran (findings or not), 1 internal error, 2 usage or configuration
+error, 3 data source failed. Errors are one line on stderr; --debug adds the traceback."""
+
+
+def parse_time(value: str) -> float:
+    """RFC 3339 (`2026-05-28T20:00:00Z`) or Unix seconds."""
+    text = value.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"--at: not RFC 3339 or Unix seconds: {value!r}") from None
+    if parsed.tzinfo is None:
+        raise ConfigError(f"--at: give a time zone (e.g. Z): {value!r}")
+    return parsed.timestamp()
+
+
+def _add_source_args(p: argparse.ArgumentParser) -> None:
+    src = p.add_argument_group("data source (one of)")
+    src.add_argument("--prometheus-url", metavar="URL",
+                     help="Prometheus base URL (default: $DNSWATCH_PROMETHEUS_URL)")
+    src.add_argument("--metrics-file", metavar="PATH",
+                     help="a Hubble /metrics scrape or an OpenMetrics history (.gz ok)")
+    p.add_argument("--at", metavar="TIME", help="scan as of TIME: RFC 3339 or Unix seconds "
+                   "(default: now; for a history file, its last sample)")
+    p.add_argument("--config", metavar="FILE", help="YAML config (see docs/configuration.md)")
+    prom = p.add_argument_group("Prometheus connection")
+    prom.add_argument("--bearer-token-file", metavar="PATH", help="file with a bearer token "
+                      "(or $DNSWATCH_PROMETHEUS_TOKEN)")
+    prom.add_argument("--header", action="append", default=[], metavar="NAME=VALUE",
+                      help="extra HTTP header, e.g. X-Scope-OrgID=tenant-a (repeatable)")
+    prom.add_argument("--ca-file", metavar="PATH", help="CA bundle for Prometheus' certificate")
+    prom.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+    prom.add_argument("--timeout", metavar="DURATION", help="per-request timeout (e.g. 30s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dnswatch", description="Find DNS exfiltration in "
+                                     "Cilium Hubble DNS metrics.", epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"dnswatch {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    scan = sub.add_parser("scan", help="scan once and print findings", epilog=EPILOG)
+    _add_source_args(scan)
+    scan.add_argument("--format", choices=["json", "text"],
+                      help="output format (default: text on a terminal, json otherwise)")
+
+    sim = sub.add_parser("simulate", help="write an OpenMetrics history with incidents",
+                         epilog=EPILOG)
+    sim.add_argument("-o", "--output", required=True, metavar="PATH", help="file (.gz ok) or -")
+    sim.add_argument("--hours", type=float, default=5.0, help="history length (default 5)")
+    sim.add_argument("--start", type=float, help="Unix seconds of the first scrape "
+                     "(default: a fixed past time, for reproducible files)")
+    sim.add_argument("--seed", type=int, default=7)
+    sim.add_argument("--incident", action="append", default=[], metavar="SPEC",
+                     help="KIND[,key=value...]: KIND is tunnel, slow_leak, few_names or flood; "
+                     "keys: source, domain, at, duration, rate, encoding (base32, base64, hex, "
+                     "numeric, base64url), delete_after, factor. Repeatable.")
+    sim.add_argument("--demo", action="store_true", help="add the demo's incidents")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> Config:
+    cfg = load_config(args.config)
+    prom: dict[str, Any] = {}
+    if getattr(args, "prometheus_url", None):
+        prom["url"] = args.prometheus_url
+    if getattr(args, "insecure", False):
+        prom["verify_tls"] = False
+    if getattr(args, "ca_file", None):
+        prom["ca_file"] = args.ca_file
+    if getattr(args, "bearer_token_file", None):
+        prom["bearer_token_file"] = args.bearer_token_file
+    if getattr(args, "timeout", None):
+        prom["timeout"] = args.timeout
+    headers = dict(cfg.prometheus.headers)
+    for h in getattr(args, "header", []) or []:
+        name, sep, value = h.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--header takes NAME=VALUE, got {h!r}")
+        headers[name.strip()] = value.strip()
+    prom["headers"] = headers
+    data = cfg.model_dump()
+    data["prometheus"].update(prom)
+    try:
+        return Config.model_validate(data)
+    except Exception as exc:  # noqa: BLE001 - pydantic's message, one line
+        raise ConfigError(f"bad option: {str(exc).splitlines()[-1].strip()}") from None
+
+
+def scan_window(args: argparse.Namespace, cfg: Config) -> Window:
+    """Open the chosen source and read the window at --at (shared by scan, run and serve)."""
+    from watcher.sources.metrics_file import MetricsFileSource
+    from watcher.sources.prometheus import PrometheusSource
+
+    at = parse_time(args.at) if args.at else None
+    if args.metrics_file and (args.prometheus_url):
+        raise ConfigError("give either --prometheus-url or --metrics-file, not both")
+    if args.metrics_file:
+        fsrc = MetricsFileSource(args.metrics_file, cfg)
+        when = at if at is not None else (fsrc.latest() or time.time())
+        return fsrc.window(when)
+    url = cfg.prometheus.url
+    if not url:
+        raise ConfigError("no data source: give --prometheus-url URL (or set "
+                          "DNSWATCH_PROMETHEUS_URL) or --metrics-file PATH")
+    return PrometheusSource(url, cfg).window(at if at is not None else time.time())
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    window = scan_window(args, cfg)
+    findings: list[Finding] = detect_all(window, cfg)
+    fmt = args.format or ("text" if sys.stdout.isatty() else "json")
+    out = as_json(window.at, findings, window.warnings) if fmt == "json" else \
+        as_text(window.at, findings, window.warnings)
+    sys.stdout.write(out + "\n")
+    return EXIT_OK
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from watcher import simulate
+
+    if not 0.5 <= args.hours <= 24 * 14:
+        raise ConfigError("--hours must be between 0.5 and 336")
+    incidents = [*(simulate.DEMO_INCIDENTS if args.demo else []), *args.incident]
+    start = int(args.start) if args.start is not None else simulate.DEFAULT_START
+    cluster = simulate.build(args.hours, incidents, args.seed, start)
+    if args.output == "-":
+        n = simulate.write_openmetrics(cluster, sys.stdout)
+    else:
+        try:
+            n = simulate.write(cluster, args.output)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+    print(f"wrote {n} samples, {cluster.minutes} scrapes ending at {simulate.end_time(cluster)}",
+          file=sys.stderr)
+    return EXIT_OK
+
+
+COMMANDS = {"scan": cmd_scan, "simulate": cmd_simulate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = args.debug or os.environ.get("DNSWATCH_DEBUG") == "1"
+    try:
+        return COMMANDS[args.command](args)
+    except DnswatchError as exc:
+        if debug:
+            raise
+        print(f"dnswatch: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("dnswatch: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # noqa: BLE001 - a bug: one line unless --debug
+        if debug:
+            raise
+        print(f"dnswatch: internal error: {type(exc).__name__}: {exc} (rerun with --debug)",
+              file=sys.stderr)
+        return 1
+
+
+def entrypoint() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entrypoint()

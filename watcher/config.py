@@ -1,0 +1,255 @@
+"""One typed configuration: every threshold with its unit, default and reason.
+
+Load order: defaults < YAML file (`--config`) < environment (`DNSWATCH_<SECTION>__<FIELD>`,
+plus the documented shortcuts such as `DNSWATCH_PROMETHEUS_URL`). Secrets (bearer token, basic-auth
+password) are read from the environment or mounted files only, never from the config file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from watcher.duration import parse_duration
+from watcher.errors import ConfigError
+
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PrometheusConfig(_Section):
+    url: str | None = Field(None, description="Prometheus base URL (also DNSWATCH_PROMETHEUS_URL).")
+    timeout: Seconds = Field(30.0, description="Per-request timeout: a scan must fail, not hang.")
+    retries: int = Field(2, ge=0, le=10, description="Retries on connection errors and 5xx answers.")
+    verify_tls: bool = Field(True, description="Verify the server certificate (false: --insecure).")
+    ca_file: str | None = Field(None, description="CA bundle for a private Prometheus CA.")
+    bearer_token_file: str | None = Field(
+        None, description="File holding a bearer token (a mounted secret); or DNSWATCH_PROMETHEUS_TOKEN."
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra HTTP headers, e.g. X-Scope-OrgID for Mimir/Cortex/Thanos tenants.",
+    )
+
+
+class LabelsConfig(_Section):
+    metric: str = Field("hubble_dns_queries_total", description="The Hubble DNS request counter.")
+    source: list[str] = Field(
+        default_factory=lambda: ["source"],
+        min_length=1,
+        description=(
+            "Labels naming the client, joined with '/'. ['source'] fits sourceContext=pod "
+            "(source=\"ns/pod\"); ['source_namespace','source_pod'] fits labelsContext."
+        ),
+    )
+    query: str = Field("query", description="The label holding the DNS question name.")
+    cluster_domain: str = Field(
+        "cluster.local",
+        description="Answered by the cluster's own DNS, never reaches an outside server: ignored.",
+    )
+
+
+class WindowsConfig(_Section):
+    short: Seconds = Field(600, description="Short window for fast tunnels and floods (10 min).")
+    long: Seconds = Field(21600, description="Long window for low-and-slow leaks (6 h).")
+    baseline: Seconds = Field(
+        86400, description="History a source's volume is compared with (24 h before the scan)."
+    )
+    step: Seconds = Field(300, description="Bucket width of the volume history (5 min).")
+
+
+class BurstConfig(_Section):
+    short_min_distinct: int = Field(
+        40, ge=2, description="Distinct new names under one domain in the short window: a tunnel."
+    )
+    long_min_distinct: int = Field(
+        150, ge=2, description="Distinct new names under one domain in the long window (slow leak)."
+    )
+    encoded_min_distinct: int = Field(
+        12,
+        ge=2,
+        description=(
+            "Distinct names in the long window when most of them look encoded: a slow tunnel "
+            "with payload-shaped names needs far fewer to be certain."
+        ),
+    )
+    encoded_fraction: float = Field(
+        0.5, gt=0, le=1, description="Share of names scoring as encoded for the lower threshold."
+    )
+    min_unique_ratio: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description=(
+            "Distinct names / queries. Tunnels rarely repeat a name; services polling the same "
+            "hosts repeat them, so a low ratio is not a tunnel."
+        ),
+    )
+    info_min_distinct: int = Field(
+        15, ge=1, description="Below the alert thresholds, report this many as info (not paged)."
+    )
+    critical_factor: float = Field(
+        4.0, ge=1, description="Alert thresholds times this, with encoded names: critical."
+    )
+
+
+class VolumeConfig(_Section):
+    recent: Seconds = Field(
+        1800, description="Look this far back for the peak rate (a flood just ended still counts)."
+    )
+    smoothing: Seconds = Field(600, description="The peak is the highest mean over this span.")
+    min_rate: float = Field(
+        3.0, ge=0, description="q/s: below this nothing is 'high volume', whatever the baseline."
+    )
+    ratio: float = Field(6.0, ge=1, description="Peak must exceed baseline median times this.")
+    robust_z: float = Field(
+        10.0, ge=0, description="Peak must exceed median + z * 1.4826 * MAD of the baseline."
+    )
+    peak_factor: float = Field(
+        2.0, ge=1, description="Peak must exceed the baseline's 99th percentile times this."
+    )
+    min_history: Seconds = Field(
+        7200, description="Less baseline than this (new pod, new workload): judge by new_source_rate."
+    )
+    new_source_rate: float = Field(
+        30.0, ge=0, description="q/s a source with no usable history must exceed to alert."
+    )
+    critical_factor: float = Field(4.0, ge=1, description="Threshold times this: critical.")
+
+
+class NamesConfig(_Section):
+    min_score: float = Field(
+        0.7, gt=0, le=1, description="Lexical score above which a name looks like an encoded payload."
+    )
+    min_distinct: int = Field(
+        3, ge=1, description="Encoded-looking distinct names under one domain to alert (warning)."
+    )
+    critical_distinct: int = Field(
+        20, ge=1, description="Encoded-looking distinct names under one domain for critical."
+    )
+    prefilter_label_length: int = Field(
+        20,
+        ge=8,
+        le=63,
+        description=(
+            "Only names with a label this long (or a name of prefilter_name_length) are fetched "
+            "for shape scoring: keeps the query cheap on big clusters."
+        ),
+    )
+    prefilter_name_length: int = Field(60, ge=16, le=253, description="See prefilter_label_length.")
+
+
+class AllowlistConfig(_Section):
+    use_defaults: bool = Field(
+        True, description="Keep the shipped list of DNS-as-data services (see watcher/domains.py)."
+    )
+    suffixes: list[str] = Field(
+        default_factory=list, description="More domain suffixes never reported (e.g. corp.example)."
+    )
+    sources: list[str] = Field(
+        default_factory=list, description="Sources (glob, e.g. 'monitoring/*') never reported."
+    )
+
+
+class OutputConfig(_Section):
+    sample_names: int = Field(5, ge=0, le=50, description="Sample names per finding.")
+    max_name_chars: int = Field(120, ge=20, description="Names longer than this are truncated.")
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prometheus: PrometheusConfig = PrometheusConfig()
+    labels: LabelsConfig = LabelsConfig()
+    windows: WindowsConfig = WindowsConfig()
+    burst: BurstConfig = BurstConfig()
+    volume: VolumeConfig = VolumeConfig()
+    names: NamesConfig = NamesConfig()
+    allowlist: AllowlistConfig = AllowlistConfig()
+    output: OutputConfig = OutputConfig()
+
+    @model_validator(mode="after")
+    def _windows_fit(self) -> Config:
+        w = self.windows
+        if not w.step <= w.short <= w.long:
+            raise ValueError("windows: need step <= short <= long")
+        if self.volume.smoothing > self.volume.recent:
+            raise ValueError("volume: smoothing must not exceed recent")
+        return self
+
+
+# Shortcuts that docs and manifests rely on, mapped to config paths.
+ENV_SHORTCUTS = {
+    "DNSWATCH_PROMETHEUS_URL": ("prometheus", "url"),
+    "DNSWATCH_CLUSTER_DOMAIN": ("labels", "cluster_domain"),
+}
+ENV_PREFIX = "DNSWATCH_"
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in environ.items():
+        if key in ENV_SHORTCUTS:
+            section, field = ENV_SHORTCUTS[key]
+        elif key.startswith(ENV_PREFIX) and "__" in key:
+            section, _, field = key[len(ENV_PREFIX) :].lower().partition("__")
+        else:
+            continue
+        if section not in Config.model_fields:
+            continue  # other DNSWATCH_ variables (secrets, later features) are not config
+        # YAML parsing gives numbers, booleans and lists from env strings.
+        try:
+            parsed = yaml.safe_load(value) if value else value
+        except yaml.YAMLError:
+            parsed = value
+        out.setdefault(section, {})[field] = parsed
+    return out
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Build the config; every problem becomes one ConfigError line."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config {path} is not UTF-8 text") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"config {path} is not valid YAML{where}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config {path} must be a mapping of sections")
+        data = loaded
+    env = dict(os.environ if environ is None else environ)
+    data = _merge(data, _env_overrides(env))
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "config"
+        more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"config error at {where}: {first['msg']}{more}") from None

@@ -1,0 +1,137 @@
+"""Registered domains, the cluster domain, and the default allowlist of DNS-as-data services.
+
+A DNS tunnel needs an authoritative server the attacker runs, so the unit we group by is the
+registered domain (public suffix + one label, from the Public Suffix List bundled with
+`publicsuffixlist`, private section included: `d111.cloudfront.net` is its own registered domain,
+operated by AWS, and a CDN hash in it is not a payload).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+
+from publicsuffixlist import PublicSuffixList
+
+_PSL = PublicSuffixList()
+
+# Suffixes whose names carry data by design, or whose DNS is run by a provider no attacker can
+# answer for. Each line says why; docs/detection.md lists them. Override with allowlist.use_defaults.
+DEFAULT_ALLOWLIST: dict[str, str] = {
+    # Reverse lookups: one name per peer address, digits and hex by construction.
+    "in-addr.arpa": "IPv4 reverse lookups",
+    "ip6.arpa": "IPv6 reverse lookups (32 hex nibbles)",
+    # DNS blocklists: the queried IP or domain is the payload, on purpose.
+    "spamhaus.org": "Spamhaus DNSBL (zen, dbl, sbl, xbl)",
+    "spamhaus.net": "Spamhaus Data Query Service",
+    "spamcop.net": "SpamCop DNSBL",
+    "sorbs.net": "SORBS DNSBL",
+    "barracudacentral.org": "Barracuda reputation DNSBL",
+    "surbl.org": "SURBL URI blocklist",
+    "uribl.com": "URIBL URI blocklist",
+    "dnswl.org": "DNSWL allowlist lookups",
+    "mailspike.net": "Mailspike reputation",
+    "abuseat.org": "CBL blocklist",
+    "senderscore.com": "Validity SenderScore reputation",
+    # Antivirus and threat-intel reputation lookups: file hashes encoded in names.
+    "avqs.mcafee.com": "McAfee GTI file reputation",
+    "avts.mcafee.com": "McAfee GTI file reputation",
+    "gti.mcafee.com": "McAfee GTI",
+    "e5.sk": "ESET LiveGrid reputation",
+    "eset.com": "ESET services",
+    "sophosxl.net": "Sophos Live Protection lookups",
+    "cymru.com": "Team Cymru IP-to-ASN and malware hash registry",
+    "trendmicro.com": "Trend Micro Smart Protection",
+    "ksn.kaspersky-labs.com": "Kaspersky Security Network",
+    # Provider-operated DNS (CDNs, clouds, push): hashes in names, no attacker-run server.
+    "akamaiedge.net": "Akamai edge hosts (e12345.dscb.akamaiedge.net)",
+    "akamai.net": "Akamai",
+    "edgekey.net": "Akamai",
+    "edgesuite.net": "Akamai",
+    "akamaihd.net": "Akamai",
+    "cloudfront.net": "Amazon CloudFront distributions",
+    "amazonaws.com": "AWS endpoints, ELB and S3 names",
+    "fastly.net": "Fastly",
+    "azureedge.net": "Azure CDN",
+    "trafficmanager.net": "Azure Traffic Manager",
+    "googlevideo.com": "Google video edge caches",
+    "1e100.net": "Google hosts",
+    "push.apple.com": "Apple push notification service",
+}
+
+
+@dataclass(frozen=True)
+class DomainRules:
+    """What the detectors must not report: the cluster domain and allowlisted suffixes/sources."""
+
+    cluster_domain: str
+    suffixes: tuple[str, ...]
+    source_globs: tuple[str, ...] = ()
+
+    @classmethod
+    def build(
+        cls,
+        cluster_domain: str,
+        extra_suffixes: Iterable[str] = (),
+        use_defaults: bool = True,
+        source_globs: Iterable[str] = (),
+    ) -> DomainRules:
+        suffixes = [*(DEFAULT_ALLOWLIST if use_defaults else ()), *extra_suffixes]
+        return cls(
+            cluster_domain=normalize(cluster_domain),
+            suffixes=tuple(sorted({normalize(s) for s in suffixes if normalize(s)})),
+            source_globs=tuple(source_globs),
+        )
+
+    def is_cluster(self, name: str) -> bool:
+        return _under(normalize(name), self.cluster_domain)
+
+    def is_allowlisted(self, name: str) -> bool:
+        n = normalize(name)
+        return any(_under(n, s) for s in self.suffixes)
+
+    def ignores(self, name: str) -> bool:
+        return self.is_cluster(name) or self.is_allowlisted(name)
+
+    def ignores_source(self, source: str) -> bool:
+        return any(fnmatch.fnmatchcase(source, g) for g in self.source_globs)
+
+
+def normalize(name: str) -> str:
+    """Lower-case, no trailing dot: the form Hubble uses minus the root dot."""
+    return name.strip().lower().rstrip(".")
+
+
+def _under(name: str, suffix: str) -> bool:
+    return bool(suffix) and (name == suffix or name.endswith("." + suffix))
+
+
+@lru_cache(maxsize=262144)
+def registered_domain(name: str) -> str:
+    """Registered domain of a query name (lower-case, no trailing dot).
+
+    Names that are themselves a public suffix or a single label map to themselves; odd bytes
+    never raise (the name is attacker-controlled).
+    """
+    n = normalize(name)
+    if not n:
+        return ""
+    labels = [label for label in n.split(".") if label]
+    if len(labels) <= 1:
+        return labels[0] if labels else ""
+    clean = ".".join(labels)
+    try:
+        found = _PSL.privatesuffix(clean)
+    except Exception:  # noqa: BLE001 - hostile bytes must not crash a scan
+        found = None
+    return found or ".".join(labels[-2:])
+
+
+def subdomain_part(name: str, domain: str) -> str:
+    """The labels left of the registered domain: where a tunnel puts its payload."""
+    n = normalize(name)
+    if domain and n.endswith("." + domain):
+        return n[: -len(domain) - 1]
+    return ""

@@ -1,0 +1,30 @@
+"""One base error, mapped by the CLI to a one-line message and a documented exit code."""
+
+from __future__ import annotations
+
+# Exit codes (documented in README and `dnswatch --help`).
+EXIT_OK = 0
+EXIT_USAGE = 2  # bad arguments or configuration
+EXIT_SOURCE = 3  # the data source failed: unreachable, bad answer, metric or label missing
+
+
+class DnswatchError(Exception):
+    """An error the user can act on; its message is one line."""
+
+    exit_code = EXIT_SOURCE
+
+
+class ConfigError(DnswatchError):
+    """Malformed configuration or arguments."""
+
+    exit_code = EXIT_USAGE
+
+
+class SourceError(DnswatchError):
+    """The data source could not give us a window of activity."""
+
+    exit_code = EXIT_SOURCE
+
+
+class MissingDataError(SourceError):
+    """The metric or a label the detectors need is not there."""

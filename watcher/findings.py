@@ -1,0 +1,60 @@
+"""The Finding and its JSON form: the output contract other tools read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+Kind = Literal["subdomain_burst", "high_volume", "suspicious_name"]
+Severity = Literal["info", "warning", "critical"]
+SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
+ALERT_SEVERITIES = ("warning", "critical")
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: Kind
+    severity: Severity
+    source: str
+    domain: str | None  # registered domain, lower-case, no trailing dot; None: source-wide
+    score: float  # 0..1
+    summary: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_alert(self) -> bool:
+        return self.severity in ALERT_SEVERITIES
+
+    def key(self) -> tuple[str, str, str]:
+        """Identity of the incident: what dedupe and delivery use."""
+        return (self.kind, self.source, self.domain or "")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "severity": self.severity,
+            "source": self.source,
+            "domain": self.domain,
+            "score": round(self.score, 3),
+            "summary": self.summary,
+            "evidence": self.evidence,
+        }
+
+
+def rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def sort_findings(findings: list[Finding]) -> list[Finding]:
+    """Most severe first, then highest score; stable for equal ones."""
+    return sorted(findings, key=lambda f: (-SEVERITY_RANK[f.severity], -f.score, f.source,
+                                           f.domain or "", f.kind))
+
+
+def report(at: float, findings: list[Finding], warnings: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "evaluated_at": rfc3339(at),
+        "findings": [f.to_json() for f in sort_findings(findings)],
+        "warnings": list(warnings or []),
+    }

@@ -1,0 +1,345 @@
+"""Realistic Hubble DNS metric histories with injected incidents (demo, tests, benchmarks, drills).
+
+Models what `hubble_dns_queries_total{source,destination,query,qtypes,rcode,ips_returned}` really
+holds (see docs/hubble-metrics-caveats.md): one counter per (pod, name, qtype), created at its first
+query (value 1), persisting until the pod is deleted (then gone a minute later), reset when the
+node's cilium-agent restarts; search-path expansion for names with fewer than five dots; a scrape
+every 60 s. Output: OpenMetrics with timestamps, ready for `promtool tsdb create-blocks-from
+openmetrics` or `dnswatch scan --metrics-file`.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import string
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from watcher.duration import parse_duration
+from watcher.errors import ConfigError
+
+METRIC = "hubble_dns_queries_total"
+CLUSTER_DOMAIN = "cluster.local"
+SCRAPE = 60  # seconds between scrapes
+DEFAULT_START = 1_780_000_000  # 2026-05-28T20:26:40Z: a fixed past, so histories are reproducible
+
+COMMON = [
+    "api.github.com", "registry-1.docker.io", "auth.docker.io", "production.cloudflare.docker.com",
+    "pypi.org", "files.pythonhosted.org", "sts.amazonaws.com", "s3.eu-west-1.amazonaws.com",
+    "oauth2.googleapis.com", "storage.googleapis.com", "hooks.slack.com", "api.stripe.com",
+    "sentry.io", "o450123.ingest.sentry.io", "login.microsoftonline.com", "www.google.com",
+    "d1a2b3c4d5e6f7.cloudfront.net", "e12345.dscb.akamaiedge.net", "time.cloudflare.com",
+    "a8f7e6d5c4b3a2918273645546372819-1234567890.us-west-2.elb.amazonaws.com",
+    "api.datadoghq.com", "1-courier.push.apple.com", "fcm.googleapis.com", "objects.githubusercontent.com",
+]
+SERVICES = ["postgres", "redis", "kafka", "api", "auth", "payments", "search", "kube-dns"]
+
+
+def _rand_token(rng: np.random.Generator, alphabet: str, n: int) -> str:
+    return "".join(alphabet[i] for i in rng.integers(0, len(alphabet), n))
+
+
+def _chunks(payload: str, size: int) -> str:
+    return ".".join(payload[i:i + size] for i in range(0, len(payload), size))
+
+
+# -- tunnel name encoders: (rng, sequence number) -> subdomain part (lower-cased as Hubble does) ----
+def _enc_base32(rng: np.random.Generator, i: int) -> str:  # iodine-style, hex user id first
+    raw = rng.bytes(int(rng.integers(40, 110)))
+    body = base64.b32encode(raw).decode().rstrip("=").lower()
+    return _chunks(f"{i % 16:x}{body}", 57)
+
+
+def _enc_base64(rng: np.random.Generator, i: int) -> str:  # dns2tcp-style, + and / included
+    raw = rng.bytes(int(rng.integers(30, 120)))
+    return _chunks(base64.b64encode(raw).decode().rstrip("=").lower(), 63)
+
+
+def _enc_hex(rng: np.random.Generator, i: int) -> str:  # dnscat2-style
+    return _chunks(rng.bytes(int(rng.integers(20, 60))).hex(), 62)
+
+
+def _enc_numeric(rng: np.random.Generator, i: int) -> str:  # dnscapy-style short labels
+    return f"{'abcd'[i % 4]}.{int(rng.integers(1, 3))}.{int(rng.integers(1000, 65535))}"
+
+
+def _enc_b64url(rng: np.random.Generator, i: int) -> str:  # DNSExfiltrator-style, indexed chunks
+    raw = rng.bytes(int(rng.integers(30, 45)))
+    return f"{i}.{_chunks(base64.urlsafe_b64encode(raw).decode().rstrip('=').lower(), 60)}"
+
+
+ENCODERS: dict[str, Callable[[np.random.Generator, int], str]] = {
+    "base32": _enc_base32, "base64": _enc_base64, "hex": _enc_hex, "numeric": _enc_numeric,
+    "base64url": _enc_b64url,
+}
+
+
+@dataclass
+class Pod:
+    ns: str
+    name: str
+    node: int
+    start: int  # minute it appears
+    end: int  # minute it is deleted (exclusive); series vanish one minute later
+    names: list[str]
+    weights: np.ndarray
+    rate: float  # queries per minute
+    qtype: str = "A"
+    # (minute -> rate multiplier), for floods and periodic bursts
+    rate_at: Callable[[int], float] = field(default=lambda m: 1.0)
+    # (minute) -> extra names queried that minute (tunnels), with their qtype
+    extra: list[tuple[int, str, str, int]] = field(default_factory=list)
+
+    @property
+    def source(self) -> str:
+        return f"{self.ns}/{self.name}"
+
+
+@dataclass
+class Cluster:
+    minutes: int
+    start: int = DEFAULT_START
+    nodes: int = 3
+    pods: list[Pod] = field(default_factory=list)
+    restarts: list[tuple[int, int]] = field(default_factory=list)  # (minute, node)
+    seed: int = 7
+
+    def pod(self, source: str) -> Pod:
+        """A pod by `ns/pod`, or the first one of a workload by prefix (`shop/checkout`)."""
+        for p in self.pods:
+            if p.source == source:
+                return p
+        for p in self.pods:
+            if p.source.startswith(source + "-"):
+                return p
+        raise ConfigError(f"no pod {source} in the simulated cluster")
+
+
+def _pod_name(rng: np.random.Generator, app: str, kind: str = "deploy") -> str:
+    alnum = string.ascii_lowercase + string.digits
+    suffix = _rand_token(rng, "bcdfghjklmnpqrstvwxz2456789", 5)
+    if kind == "daemon":
+        return f"{app}-{suffix}"
+    return f"{app}-{_rand_token(rng, alnum, 9)}-{suffix}"
+
+
+def _profile(rng: np.random.Generator, ns: str, extra: list[str], k: int) -> tuple[list[str], np.ndarray]:
+    names = [f"{s}.{ns}.svc.{CLUSTER_DOMAIN}" for s in rng.choice(SERVICES, 3, replace=False)]
+    names += list(rng.choice(COMMON, k, replace=False)) + extra
+    weights = rng.pareto(1.2, len(names)) + 0.05
+    return names, weights / weights.sum()
+
+
+def base_cluster(hours: float, seed: int = 7, start: int = DEFAULT_START) -> Cluster:
+    """A small, busy, benign cluster with the traps real clusters have."""
+    rng = np.random.default_rng(seed)
+    minutes = int(hours * 60)
+    c = Cluster(minutes=minutes, start=start, seed=seed)
+    apps = [("shop", "frontend", 40), ("shop", "checkout", 12), ("shop", "catalog", 25),
+            ("data", "etl-worker", 8), ("platform", "ingress", 60), ("monitoring", "prometheus", 20)]
+    for ns, app, rate in apps:
+        for _ in range(2 if app in ("frontend", "catalog") else 1):
+            names, w = _profile(rng, ns, [], int(rng.integers(4, 9)))
+            c.pods.append(Pod(ns, _pod_name(rng, app), int(rng.integers(0, c.nodes)), 0, minutes,
+                              names, w, rate))
+    # Rollout halfway: the catalog pods are replaced by new ones of the same workload.
+    half = minutes // 2
+    for p in [p for p in c.pods if p.name.startswith("catalog-")]:
+        p.end = half
+        c.pods.append(Pod(p.ns, _pod_name(rng, "catalog"), p.node, half, minutes, p.names,
+                          p.weights, p.rate))
+    # DNS-as-data look-alikes: antivirus hash lookups, DNSBL, reverse lookups.
+    av = [f"0.0.0.{i % 8}.1.0.0.4e.{_rand_token(rng, string.ascii_lowercase + string.digits, 26)}"
+          ".avqs.mcafee.com" for i in range(150)]
+    av += [f"{_rand_token(rng, '0123456789abcdef', 32)}.e5.sk" for _ in range(80)]
+    ips = [".".join(str(int(x)) for x in rng.integers(1, 255, 4)) for _ in range(240)]
+    dnsbl = [f"{ip}.zen.spamhaus.org" for ip in ips[:120]]
+    rev = [f"{'.'.join(reversed(ip.split('.')))}.in-addr.arpa" for ip in ips[120:]]
+    for app, extra, rate in (("av-scanner", av, 30), ("mail-filter", dnsbl + rev, 25)):
+        names, w = _profile(rng, "security", extra, 3)
+        w = np.full(len(names), 1.0 / len(names))
+        c.pods.append(Pod("security", _pod_name(rng, app), int(rng.integers(0, c.nodes)), 0, minutes,
+                          names, w, rate))
+    # A benign crawler: hundreds of distinct registered domains, each a handful of times.
+    sites = [f"www.{_rand_token(rng, string.ascii_lowercase, int(rng.integers(5, 12)))}"
+             f"{rng.choice(['shop', 'news', 'blog', 'online', 'media'])}.{rng.choice(['com', 'org', 'net', 'de', 'co.uk'])}"
+             for _ in range(300)]
+    names, _ = _profile(rng, "crawler", sites, 2)
+    c.pods.append(Pod("crawler", _pod_name(rng, "spider"), 0, 0, minutes, names,
+                      np.full(len(names), 1.0 / len(names)), 20))
+    # A batch job with hourly bursts (benign periodic volume).
+    names, w = _profile(rng, "data", [], 5)
+    c.pods.append(Pod("data", _pod_name(rng, "reporter"), 1, 0, minutes, names, w, 3,
+                      rate_at=lambda m: 12.0 if m % 60 < 6 else 1.0))
+    # A cilium-agent restart on node 1 in the middle of the history: counters reset.
+    c.restarts.append((int(minutes * 0.6), 1))
+    return c
+
+
+def add_incident(c: Cluster, kind: str, rng: np.random.Generator, *, source: str | None = None,
+                 domain: str = "evil.example", at: int = 0, duration: int = 10, rate: float = 20,
+                 encoding: str = "base32", delete_after: int | None = None,
+                 factor: float = 20) -> str:
+    """Inject an incident; returns the source (ns/pod) it runs in."""
+    if kind in ("tunnel", "slow_leak", "few_names"):
+        if encoding not in ENCODERS:
+            raise ConfigError(f"unknown encoding {encoding!r}: one of {', '.join(ENCODERS)}")
+        if source is None:
+            names, w = _profile(rng, "default", [], 3)
+            end = min(c.minutes, at + duration + delete_after) if delete_after is not None \
+                else c.minutes
+            pod = Pod("default", _pod_name(rng, "worker"), int(rng.integers(0, c.nodes)),
+                      max(0, at - 30), end, names, w, 4)
+            c.pods.append(pod)
+        else:
+            pod = c.pod(source)
+        enc = ENCODERS[encoding]
+        qtype = {"base32": "NULL", "base64": "TXT", "hex": "CNAME", "numeric": "A",
+                 "base64url": "TXT"}[encoding]
+        if kind == "few_names":
+            fixed = [f"{enc(rng, i)}.{domain}" for i in range(3)]
+            for m in range(at, min(c.minutes, at + duration)):
+                for q in fixed:
+                    pod.extra.append((m, q, "TXT", max(1, int(rate / 3))))
+        else:
+            seq = 0
+            for m in range(at, min(c.minutes, at + duration)):
+                n = int(rng.poisson(rate)) if kind == "tunnel" else int(rng.random() < rate)
+                for _ in range(n):
+                    pod.extra.append((m, f"{enc(rng, seq)}.{domain}", qtype, 1))
+                    seq += 1
+        return pod.source
+    if kind == "flood":
+        pod = c.pod(source) if source else c.pods[int(rng.integers(0, len(c.pods)))]
+        old = pod.rate_at
+        pod.rate_at = lambda m, old=old: (factor if at <= m < at + duration else 1.0) * old(m)
+        return pod.source
+    raise ConfigError(f"unknown incident kind {kind!r}: tunnel, slow_leak, few_names or flood")
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def write_openmetrics(c: Cluster, out: IO[str]) -> int:
+    """Write the history; returns the number of samples."""
+    rng = np.random.default_rng(c.seed + 1)
+    coredns = [f"kube-system/coredns-5d78c9869d-{s}" for s in ("x7k2p", "m9q4z")]
+    live: dict[tuple[int, str, str], int] = {}
+    prefix: dict[tuple[int, str, str], str] = {}
+    extras: dict[int, list[tuple[int, str, str, int]]] = {}
+    for idx, p in enumerate(c.pods):
+        for m, q, qt, n in p.extra:
+            extras.setdefault(m, []).append((idx, q, qt, n))
+    out.write(f"# HELP {METRIC[:-6]} Number of DNS queries observed\n")
+    out.write(f"# TYPE {METRIC[:-6]} counter\n")
+    samples = 0
+
+    def hit(idx: int, name: str, qtype: str, n: int) -> None:
+        p = c.pods[idx]
+        dots = name.count(".")
+        fqdns = [name]
+        if not name.endswith(CLUSTER_DOMAIN) and dots < 5:
+            # ndots:5: each search suffix is tried first (NXDOMAIN), then the name itself.
+            fqdns = [f"{name}.{p.ns}.svc.{CLUSTER_DOMAIN}", f"{name}.svc.{CLUSTER_DOMAIN}",
+                     f"{name}.{CLUSTER_DOMAIN}", name]
+        for fq in fqdns:
+            key = (idx, fq, qtype)
+            if key not in prefix:
+                labels = (f'destination="{coredns[idx % 2]}",ips_returned="0",qtypes="{qtype}",'
+                          f'query="{_escape(fq.lower() + ".")}",rcode="",source="{_escape(p.source)}"')
+                prefix[key] = f"{METRIC}{{{labels}}} "
+            live[key] = live.get(key, 0) + n
+
+    restarts = dict(c.restarts)
+    for m in range(c.minutes):
+        if m in restarts:
+            node = restarts[m]
+            for key in [k for k in live if c.pods[k[0]].node == node]:
+                del live[key]
+        for idx, p in enumerate(c.pods):
+            if not p.start <= m < p.end:
+                continue
+            n = int(rng.poisson(p.rate * p.rate_at(m)))
+            if n:
+                counts = np.bincount(rng.choice(len(p.names), n, p=p.weights), minlength=len(p.names))
+                for j in np.nonzero(counts)[0]:
+                    hit(idx, p.names[j], p.qtype, int(counts[j]))
+        for idx, q, qt, n in extras.get(m, ()):
+            if c.pods[idx].start <= m < c.pods[idx].end:
+                hit(idx, q, qt, n)
+        # Deleted pods: their endpoint's series are removed one minute after deletion.
+        for key in [k for k in live if m >= c.pods[k[0]].end + 1]:
+            del live[key]
+        ts = c.start + (m + 1) * SCRAPE
+        for key, value in live.items():
+            out.write(f"{prefix[key]}{value} {ts}\n")
+        samples += len(live)
+    out.write("# EOF\n")
+    return samples
+
+
+def end_time(c: Cluster) -> int:
+    return c.start + c.minutes * SCRAPE
+
+
+def parse_incident(spec: str) -> tuple[str, dict[str, str]]:
+    """`tunnel,at=240m,duration=10m,domain=evil.example,encoding=base32` -> kind and options."""
+    kind, *parts = spec.split(",")
+    opts: dict[str, str] = {}
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise ConfigError(f"incident option {part!r} is not key=value")
+        opts[key.strip()] = value.strip()
+    return kind.strip(), opts
+
+
+def build(hours: float, incidents: list[str], seed: int = 7, start: int = DEFAULT_START) -> Cluster:
+    c = base_cluster(hours, seed, start)
+    rng = np.random.default_rng(seed + 2)
+    allowed = {"source", "domain", "at", "duration", "rate", "encoding", "delete_after", "factor"}
+    for spec in incidents:
+        kind, opts = parse_incident(spec)
+        unknown = set(opts) - allowed
+        if unknown:
+            raise ConfigError(f"unknown incident option(s): {', '.join(sorted(unknown))}")
+        try:
+            kwargs: dict[str, object] = {}
+            for key in ("at", "duration", "delete_after"):
+                if key in opts:
+                    kwargs[key] = int(parse_duration(opts[key]) // 60)
+            for key in ("rate", "factor"):
+                if key in opts:
+                    kwargs[key] = float(opts[key])
+            for key in ("source", "domain", "encoding"):
+                if key in opts:
+                    kwargs[key] = opts[key]
+        except ValueError as exc:
+            raise ConfigError(f"incident {spec!r}: {exc}") from None
+        add_incident(c, kind, rng, **kwargs)  # type: ignore[arg-type]
+    return c
+
+
+DEMO_INCIDENTS = [
+    "tunnel,at=225m,duration=12m,rate=25,encoding=base32,domain=t.exfil-demo.net",
+    "slow_leak,at=60m,duration=170m,rate=0.25,encoding=hex,domain=cdn-metrics.example",
+    "flood,source=shop/checkout,at=283m,duration=15m,factor=25",
+]
+
+
+def write(c: Cluster, path: str | Path) -> int:
+    p = Path(path)
+    buf = io.StringIO()
+    n = write_openmetrics(c, buf)
+    data = buf.getvalue().encode()
+    if p.suffix == ".gz":
+        data = gzip.compress(data, mtime=0)  # reproducible bytes: CI regenerates and compares
+    p.write_bytes(data)
+    return n

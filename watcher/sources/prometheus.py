@@ -1,0 +1,235 @@
+"""Prometheus over HTTP (prometheus-api-client): aggregate in PromQL, fetch names only where needed.
+
+Requests per scan: 3 cheap checks, 2 zone counts, 2 name fetches per candidate zone, 1 shape
+prefilter fetch and 1 range query for volume. Memory follows the candidates, not the series count.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import requests
+from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from urllib3.util.retry import Retry
+
+from watcher.config import Config
+from watcher.domains import DomainRules, normalize
+from watcher.errors import ConfigError, MissingDataError, SourceError
+from watcher.sources import promql
+from watcher.text import promql_string, terminal_safe
+from watcher.window import Window, empty_names, shape_prefilter
+
+HELM_HINT = (
+    'enable it in Cilium\'s Helm values: hubble.metrics.enabled="{dns:query;ignoreAAAA;'
+    'sourceContext=pod;destinationContext=pod}"'
+)
+
+
+def _secret(name: str) -> str | None:
+    """A secret from DNSWATCH_<NAME> or the file named by DNSWATCH_<NAME>_FILE."""
+    value = os.environ.get(f"DNSWATCH_{name}")
+    path = os.environ.get(f"DNSWATCH_{name}_FILE")
+    if path:
+        try:
+            value = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read DNSWATCH_{name}_FILE: {exc.strerror or exc}") from None
+    return value or None
+
+
+class PrometheusSource:
+    def __init__(self, url: str, cfg: Config, session: requests.Session | None = None) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"Prometheus URL must start with http:// or https://: {url!r}")
+        self.cfg = cfg
+        p = cfg.prometheus
+        headers = dict(p.headers)
+        token = _secret("PROMETHEUS_TOKEN")
+        if p.bearer_token_file:
+            try:
+                token = Path(p.bearer_token_file).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"cannot read bearer token file: {exc.strerror or exc}") from None
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        user, password = _secret("PROMETHEUS_USERNAME"), _secret("PROMETHEUS_PASSWORD")
+        sess = session or requests.Session()
+        sess.verify = p.ca_file if (p.ca_file and p.verify_tls) else p.verify_tls
+        retry = Retry(
+            total=p.retries,
+            backoff_factor=0.5,
+            status_forcelist=(502, 503, 504),
+            allowed_methods=frozenset({"GET", "POST"}),
+            raise_on_status=False,
+        )
+        self.client = PrometheusConnect(
+            url=url.rstrip("/"),
+            headers=headers or None,
+            retry=retry,
+            auth=(user, password or "") if user else None,
+            session=sess,
+            timeout=int(p.timeout) or 1,
+            method="POST",  # long regex matchers do not fit in a URL
+        )
+        self.url = url
+
+    # -- HTTP ------------------------------------------------------------------------------------
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        try:
+            result = fn(*args, **kwargs)
+        except requests.exceptions.SSLError:
+            raise SourceError(f"TLS error talking to Prometheus at {self.url}") from None
+        except requests.exceptions.Timeout:
+            raise SourceError(f"Prometheus at {self.url} timed out") from None
+        except requests.exceptions.RequestException as exc:
+            reason = type(exc).__name__
+            raise SourceError(f"cannot reach Prometheus at {self.url} ({reason})") from None
+        except PrometheusApiClientException as exc:
+            raise SourceError(f"Prometheus answered with an error: {_api_error(str(exc))}") from None
+        except (ValueError, KeyError, TypeError):
+            raise SourceError(f"{self.url} did not answer like a Prometheus API") from None
+        if not isinstance(result, list):
+            raise SourceError(f"{self.url} did not answer like a Prometheus API")
+        return result
+
+    def query(self, expr: str, at: float) -> list[dict[str, Any]]:
+        return self._call(self.client.custom_query, expr, params={"time": f"{at:.3f}"})
+
+    def query_range(self, expr: str, start: float, end: float, step: float) -> list[dict[str, Any]]:
+        return self._call(
+            self.client.custom_query_range,
+            expr,
+            start_time=datetime.fromtimestamp(start, tz=UTC),
+            end_time=datetime.fromtimestamp(end, tz=UTC),
+            step=f"{int(step)}s",
+        )
+
+    # -- checks ----------------------------------------------------------------------------------
+    def _count(self, sel: str, at: float, seconds: float | None) -> float:
+        expr = f"count({sel})" if seconds is None else (
+            f"count(last_over_time({sel}[{int(seconds)}s]))"
+        )
+        res = self.query(expr, at)
+        return float(res[0]["value"][1]) if res else 0.0
+
+    def check(self, at: float) -> list[str]:
+        """Fail in one line when the metric or a needed label is missing; warn when it went absent."""
+        lab = self.cfg.labels
+        warnings: list[str] = []
+        span: float | None = None
+        if self._count(lab.metric, at, None) == 0:
+            if self._count(lab.metric, at, self.cfg.windows.long) == 0:
+                raise MissingDataError(
+                    f"metric {lab.metric} not found in Prometheus at {self.url}; {HELM_HINT}"
+                )
+            span = self.cfg.windows.long
+            warnings.append(
+                f"{lab.metric} is absent at scan time but present earlier: a scrape failing "
+                "(e.g. sample_limit hit by a flood of unique names) or the agents down"
+            )
+        if self._count(f'{lab.metric}{{{lab.query}!=""}}', at, span) == 0:
+            raise MissingDataError(
+                f"metric {lab.metric} has no '{lab.query}' label; {HELM_HINT}"
+            )
+        for label in lab.source:
+            if self._count(f'{lab.metric}{{{label}!=""}}', at, span) == 0:
+                raise MissingDataError(
+                    f"metric {lab.metric} has no '{label}' label: set labels.source in the config "
+                    "(e.g. [source] for sourceContext=pod, [source_namespace, source_pod] for "
+                    "labelsContext)"
+                )
+        return warnings
+
+    # -- window ----------------------------------------------------------------------------------
+    def _source_of(self, metric: dict[str, str]) -> str:
+        return "/".join(metric.get(label, "") for label in self.cfg.labels.source)
+
+    def _names_frame(self, rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
+        q = self.cfg.labels.query
+        data = [
+            (self._source_of(r["metric"]), normalize(r["metric"].get(q, "")), float(r["value"][1]))
+            for r in rows
+        ]
+        if not data:
+            return empty_names()
+        frame = pd.DataFrame(data, columns=["source", "name", "queries"])
+        return frame.groupby(["source", "name"], as_index=False)["queries"].sum()
+
+    def window(self, at: float) -> Window:
+        cfg, lab = self.cfg, self.cfg.labels
+        warnings = self.check(at)
+        matchers = promql.base_matchers(lab.query, lab.cluster_domain)
+        sel = promql.selector(lab.metric, matchers)
+        rules = DomainRules.build(lab.cluster_domain, cfg.allowlist.suffixes,
+                                  cfg.allowlist.use_defaults)
+        min_distinct = min(cfg.burst.info_min_distinct, cfg.burst.encoded_min_distinct)
+
+        spans = {"short": cfg.windows.short, "long": cfg.windows.long}
+        frames: dict[str, pd.DataFrame] = {}
+        for name, seconds in spans.items():
+            counts = self.query(promql.zone_counts(sel, seconds, lab.source, lab.query), at)
+            by_zone: dict[str, set[str]] = {}
+            for r in counts:
+                zone = r["metric"].get("dnswatch_zone", "")
+                if zone and float(r["value"][1]) >= min_distinct and not rules.is_allowlisted(zone):
+                    by_zone.setdefault(zone, set()).add(self._source_of(r["metric"]))
+            parts = []
+            for zone, sources in sorted(by_zone.items()):
+                zsel = promql.selector(lab.metric, [*matchers, promql.under_zone(lab.query, zone),
+                                                    *self._source_matchers(sources)])
+                frame = self._names_frame(
+                    self.query(promql.names(zsel, seconds, lab.source, lab.query), at))
+                parts.append(frame[frame["source"].isin(sources)])
+            frames[name] = pd.concat(parts, ignore_index=True) if parts else empty_names()
+
+        pattern = shape_prefilter(cfg.names.prefilter_label_length, cfg.names.prefilter_name_length)
+        ssel = promql.selector(lab.metric, [*matchers, f"{lab.query}=~{promql_string(pattern)}"])
+        shaped = self._names_frame(
+            self.query(promql.names(ssel, cfg.windows.long, lab.source, lab.query), at))
+
+        step = cfg.windows.step
+        # Volume counts all of a source's DNS, cluster domain included.
+        rows = self.query_range(promql.volume(lab.metric, step, lab.source), at - cfg.windows.baseline
+                                + step, at, step)
+        series = {
+            self._source_of(r["metric"]): pd.Series(
+                [float(v) for _, v in r["values"]], index=[float(t) for t, _ in r["values"]])
+            for r in rows
+        }
+        volume = pd.DataFrame(series).sort_index() if series else pd.DataFrame()
+        return Window(
+            at=at,
+            short_seconds=cfg.windows.short,
+            long_seconds=cfg.windows.long,
+            step_seconds=step,
+            short=frames["short"],
+            long=frames["long"],
+            shaped=shaped,
+            volume=volume,
+            complete=False,
+            warnings=warnings,
+        )
+
+    def _source_matchers(self, sources: set[str]) -> list[str]:
+        labels = self.cfg.labels.source
+        if len(labels) == 1:
+            return [promql.one_of(labels[0], sources)]
+        # ns/pod split back into its labels; the cross product over-fetches, filtered after.
+        parts = [s.split("/", len(labels) - 1) for s in sources]
+        return [promql.one_of(label, {p[i] for p in parts if len(p) == len(labels)})
+                for i, label in enumerate(labels)]
+
+
+def _api_error(raw: str) -> str:
+    """Pull Prometheus' own error text out of the client's exception message."""
+    status = re.search(r"HTTP Status Code (\d+)", raw)
+    error = re.search(r'"error":"((?:[^"\\]|\\.)*)"', raw)
+    text = error.group(1) if error else raw
+    code = f"HTTP {status.group(1)}: " if status else ""
+    return terminal_safe(code + text)[:240]

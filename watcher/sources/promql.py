@@ -1,0 +1,69 @@
+"""PromQL the watcher sends. Every value from outside (names, sources, domains) is escaped here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from watcher.duration import promql_duration
+from watcher.text import promql_string, regex_escape
+
+# Cut the last two labels of a name: a superset of its registered domain (`co.uk` gathers all of
+# `*.co.uk`), so a (source, zone) count never under-counts a (source, registered domain) pair.
+ZONE_REGEX = r"(?:.*\.)?([^.]+\.[^.]+)\.?"
+
+
+def selector(metric: str, matchers: Iterable[str]) -> str:
+    return f"{metric}{{{', '.join(matchers)}}}"
+
+
+def base_matchers(query_label: str, cluster_domain: str) -> list[str]:
+    cluster = rf"(?:.*\.)?{regex_escape(cluster_domain.strip('.').lower())}\.?"
+    return [f'{query_label}!=""', f"{query_label}!~{promql_string(cluster)}"]
+
+
+def under_zone(query_label: str, zone: str) -> str:
+    pattern = r"(?:.+\.)?" + regex_escape(zone) + r"\.?"
+    return f"{query_label}=~{promql_string(pattern)}"
+
+
+def one_of(label: str, values: Iterable[str]) -> str:
+    alternatives = "|".join(sorted({regex_escape(v) for v in values}))
+    return f"{label}=~{promql_string(alternatives)}"
+
+
+def activity(sel: str, seconds: float) -> str:
+    """Per-series queries within the last `seconds`: a series new in the span counts its whole value
+    (its first query is invisible to increase()), an older one its reset-aware increase; a series
+    that merely persists counts nothing and is dropped."""
+    w = promql_duration(seconds)
+    return (
+        f"(((last_over_time({sel}[{w}]) unless {sel} offset {w})"
+        f" or (increase({sel}[{w}]) and {sel} offset {w})) > 0)"
+    )
+
+
+def by(labels: Iterable[str]) -> str:
+    return ", ".join(labels)
+
+
+def zone_counts(sel: str, seconds: float, source_labels: list[str], query_label: str) -> str:
+    """Distinct names queried per (source, zone) in the span."""
+    src = by(source_labels)
+    zoned = (
+        f'label_replace({activity(sel, seconds)}, "dnswatch_zone", "$1", '
+        f"{promql_string(query_label)}, {promql_string(ZONE_REGEX)})"
+    )
+    return (
+        f"count by ({src}, dnswatch_zone) "
+        f"(count by ({src}, dnswatch_zone, {query_label}) ({zoned}))"
+    )
+
+
+def names(sel: str, seconds: float, source_labels: list[str], query_label: str) -> str:
+    """Queries per (source, name) in the span."""
+    return f"sum by ({by(source_labels)}, {query_label}) ({activity(sel, seconds)})"
+
+
+def volume(sel: str, step: float, source_labels: list[str]) -> str:
+    """Queries per source per step: evaluate as a range query with this step."""
+    return f"sum by ({by(source_labels)}) ({activity(sel, step)})"

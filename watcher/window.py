@@ -1,0 +1,66 @@
+"""What the detectors read: per (source, name) activity in the short and long windows, plus each
+source's query volume per step over the baseline period.
+
+"Activity" follows one rule everywhere (PromQL and metrics files alike): a series that is new in a
+span contributes its whole value (its first query is invisible to rate()/increase(), and a tunnel
+queries each name once); an older series contributes its reset-aware increase. A series merely
+present (persisting after its last query) contributes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+NAME_COLUMNS = ["source", "name", "queries"]
+
+
+def empty_names() -> pd.DataFrame:
+    return pd.DataFrame({"source": pd.Series(dtype=str), "name": pd.Series(dtype=str),
+                         "queries": pd.Series(dtype=float)})
+
+
+@dataclass(frozen=True)
+class Window:
+    """Activity around the scan time `at` (Unix seconds)."""
+
+    at: float
+    short_seconds: float
+    long_seconds: float
+    step_seconds: float
+    short: pd.DataFrame  # source, name, queries: names queried in the short window
+    long: pd.DataFrame  # same for the long window
+    shaped: pd.DataFrame  # long-window names passing the shape prefilter (see shape_prefilter)
+    volume: pd.DataFrame  # index: bucket end (Unix s); columns: sources; values: queries per step
+    complete: bool = True  # False: short/long hold only candidate (source, zone) pairs
+    warnings: list[str] = field(default_factory=list)
+
+
+def shape_prefilter(label_length: int, name_length: int) -> str:
+    """Regex (RE2 and Python alike, matched in full) for names worth scoring by shape: a long
+    label, a long name, or characters no host name has. Cheap enough for Prometheus to apply."""
+    return (
+        rf"(?:.*\.)?[^.]{{{label_length},}}(?:\..*)?"
+        rf"|.{{{name_length},}}"
+        r"|.*[^-a-z0-9._].*"
+    )
+
+
+def apply_prefilter(names: pd.DataFrame, label_length: int, name_length: int) -> pd.DataFrame:
+    rx = re.compile(shape_prefilter(label_length, name_length), re.DOTALL)
+    keep = names["name"].map(lambda n: rx.fullmatch(n) is not None)
+    return names[keep.astype(bool)].reset_index(drop=True)
+
+
+_POD_SUFFIX = re.compile(r"^(?P<base>.+?)(?:-[a-z0-9]{6,10})?-[a-z0-9]{5}$")
+
+
+def workload_of(source: str) -> str:
+    """`ns/app-7d9f8b7c6-x2x4q` -> `ns/app`: pods of one Deployment, DaemonSet or CronJob share a
+    baseline, so a rolled-out pod is not 'new'. StatefulSet ordinals are kept as they are."""
+    ns, _, pod = source.rpartition("/")
+    m = _POD_SUFFIX.match(pod)
+    base = m.group("base") if m else pod
+    return f"{ns}/{base}" if ns else base
