@@ -64,9 +64,10 @@ def detect_subdomain_burst(window: Window, cfg: Config, rules: DomainRules) -> l
             )
             key = (str(source), str(domain))
             old = best.get(key)
-            if old is None or (SEVERITY_RANK[finding.severity], finding.score) > (
-                SEVERITY_RANK[old.severity], old.score
-            ):
+            # Most severe wins; on a tie, the window holding more of the incident.
+            if old is None or (SEVERITY_RANK[finding.severity], finding.score,
+                               ev["distinct_names"]) > (SEVERITY_RANK[old.severity], old.score,
+                                                        old.evidence["distinct_names"]):
                 best[key] = finding
     return list(best.values())
 

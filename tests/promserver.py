@@ -1,0 +1,85 @@
+"""A real Prometheus (Debian package) on 127.0.0.1, its TSDB backfilled with promtool."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from watcher.simulate import Cluster, write_openmetrics
+
+
+def require(binary: str) -> str:
+    path = shutil.which(binary)
+    if path is None:
+        # In CI a missing binary is a broken set-up, not a reason to skip.
+        if os.environ.get("CI"):
+            pytest.fail(f"{binary} not installed: .ci/run must install Debian's prometheus")
+        pytest.skip(f"{binary} not installed (apt-get install prometheus)")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PrometheusServer:
+    def __init__(self, workdir: Path, history: str | None) -> None:
+        self.workdir = workdir
+        data = workdir / "data"
+        data.mkdir(parents=True)
+        if history is not None:
+            src = workdir / "history.om"
+            src.write_text(history, encoding="utf-8")
+            subprocess.run([require("promtool"), "tsdb", "create-blocks-from", "openmetrics",
+                            str(src), str(data)], check=True, capture_output=True, timeout=300)
+        (workdir / "prometheus.yml").write_text("global:\n  scrape_interval: 60s\n")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(workdir / "prometheus.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [require("prometheus"), f"--config.file={workdir / 'prometheus.yml'}",
+             f"--storage.tsdb.path={data}", "--storage.tsdb.retention.time=100y",
+             f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"Prometheus did not start: {(workdir / 'prometheus.log').read_text()}")
+
+    def query(self, expr: str, at: float) -> list[dict[str, object]]:
+        r = requests.get(f"{self.url}/api/v1/query", params={"query": expr, "time": at}, timeout=30)
+        r.raise_for_status()
+        result: list[dict[str, object]] = r.json()["data"]["result"]
+        return result
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def history_text(cluster: Cluster) -> str:
+    buf = io.StringIO()
+    write_openmetrics(cluster, buf)
+    return buf.getvalue()
