@@ -42,14 +42,14 @@ def shape_prefilter(label_length: int, name_length: int) -> str:
     """Regex (RE2 and Python alike, matched in full) for names worth scoring by shape: a long
     label, a long name, or characters no host name has. Cheap enough for Prometheus to apply."""
     return (
-        rf"(?:.*\.)?[^.]{{{label_length},}}(?:\..*)?"
+        rf"(?s)(?:.*\.)?[^.]{{{label_length},}}(?:\..*)?"
         rf"|.{{{name_length},}}"
         r"|.*[^-a-z0-9._].*"
     )
 
 
 def apply_prefilter(names: pd.DataFrame, label_length: int, name_length: int) -> pd.DataFrame:
-    rx = re.compile(shape_prefilter(label_length, name_length), re.DOTALL)
+    rx = re.compile(shape_prefilter(label_length, name_length))
     keep = names["name"].map(lambda n: rx.fullmatch(n) is not None)
     return names[keep.astype(bool)].reset_index(drop=True)
 

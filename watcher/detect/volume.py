@@ -24,11 +24,13 @@ class Baseline:
 
 
 def _lifetime(series: pd.Series) -> pd.Series:
-    """Rates from a source's first activity on; quiet steps inside its life count as zero."""
+    """Rates from a source's first activity on; quiet steps inside its life count as zero.
+    The first step is left out: where the data begins (a new Prometheus, a history file), every
+    series already there counts its whole value at once, a spike that never happened."""
     seen = series.notna()
     if not seen.any():
         return series.iloc[0:0]
-    return series.loc[seen.idxmax():].fillna(0.0)
+    return series.loc[seen.idxmax():].fillna(0.0).iloc[1:]
 
 
 def _baseline(rates: np.ndarray, kind: str, step: float, cfg: Config) -> Baseline:

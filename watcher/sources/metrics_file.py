@@ -23,6 +23,15 @@ from watcher.window import Window, apply_prefilter, empty_names
 
 _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(,?)')
 _UNESCAPE = re.compile(r"\\(.)")
+_SAMPLE_START = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*(?:\{|\s)")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _unescape(value: str) -> str:
@@ -83,6 +92,9 @@ def read_samples(path: Path, metric: str) -> tuple[pd.DataFrame, bool]:
             continue
         seen_any = True
         if not line.startswith(metric):
+            # Other metrics are skipped, but a file of something else is not a metrics file.
+            if not _SAMPLE_START.match(line) or not _is_number(line.rsplit(None, 1)[-1]):
+                raise SourceError(f"{path}:{lineno}: not a valid Prometheus sample line")
             continue
         # Value and timestamp are the last fields; a history repeats each series' label block
         # once per scrape, so parse each block once.
@@ -177,9 +189,6 @@ class MetricsFileSource:
         # First sample: the whole value (first query included); later: increase, resets restart.
         delta = np.where(prev.isna() | (df["v"] < prev), df["v"], df["v"] - prev)
         df = df.assign(delta=delta)
-        if history and len(df):
-            # A history that starts mid-life cannot tell old series from new at its first scrape.
-            df.loc[df["t"] == df["t"].min(), "delta"] = np.nan
         df = df[df["delta"] > 0]
         df["source"] = df["key"].map(lambda k: key_info[k][0])
         df["name"] = df["key"].map(lambda k: key_info[k][1])

@@ -83,6 +83,8 @@ class PrometheusSource:
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
         try:
             result = fn(*args, **kwargs)
+        except requests.exceptions.JSONDecodeError:
+            raise SourceError(f"{self.url} did not answer like a Prometheus API") from None
         except requests.exceptions.SSLError:
             raise SourceError(f"TLS error talking to Prometheus at {self.url}") from None
         except requests.exceptions.Timeout:

@@ -7,9 +7,10 @@ from collections.abc import Iterable
 from watcher.duration import promql_duration
 from watcher.text import promql_string, regex_escape
 
+# Every pattern starts with (?s): names may hold newlines, and RE2's `.` skips them otherwise.
 # Cut the last two labels of a name: a superset of its registered domain (`co.uk` gathers all of
 # `*.co.uk`), so a (source, zone) count never under-counts a (source, registered domain) pair.
-ZONE_REGEX = r"(?:.*\.)?([^.]+\.[^.]+)\.?"
+ZONE_REGEX = r"(?s)(?:.*\.)?([^.]+\.[^.]+)\.?"
 
 
 def selector(metric: str, matchers: Iterable[str]) -> str:
@@ -17,12 +18,12 @@ def selector(metric: str, matchers: Iterable[str]) -> str:
 
 
 def base_matchers(query_label: str, cluster_domain: str) -> list[str]:
-    cluster = rf"(?:.*\.)?{regex_escape(cluster_domain.strip('.').lower())}\.?"
+    cluster = rf"(?s)(?:.*\.)?{regex_escape(cluster_domain.strip('.').lower())}\.?"
     return [f'{query_label}!=""', f"{query_label}!~{promql_string(cluster)}"]
 
 
 def under_zone(query_label: str, zone: str) -> str:
-    pattern = r"(?:.+\.)?" + regex_escape(zone) + r"\.?"
+    pattern = r"(?s)(?:.+\.)?" + regex_escape(zone) + r"\.?"
     return f"{query_label}=~{promql_string(pattern)}"
 
 

@@ -1,0 +1,168 @@
+"""Errors from outside: one line on stderr, a documented exit code, never a traceback."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import dnswatch
+from tests.promserver import PrometheusServer, free_port
+
+pytestmark = pytest.mark.prometheus
+
+
+def _one_line_error(proc, code: int, *needles: str) -> None:  # type: ignore[no-untyped-def]
+    assert proc.returncode == code, (proc.returncode, proc.stderr)
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dnswatch: error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+class _Garbage(http.server.BaseHTTPRequestHandler):
+    def _reply(self) -> None:
+        status = 500 if "fail" in self.path else 200
+        body = b"<html>not prometheus</html>"
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _reply
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def garbage_server() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Garbage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def empty_prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    server = PrometheusServer(tmp_path_factory.mktemp("prom-empty"), None)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def no_query_label_prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    lines = ["# TYPE hubble_dns_queries counter"]
+    for i in range(10):
+        lines.append(f'hubble_dns_queries_total{{source="app/web-1",qtypes="A",rcode=""}} {i + 1} '
+                     f"{1780000000 + i * 60}")
+    server = PrometheusServer(tmp_path_factory.mktemp("prom-noquery"), "\n".join(lines) + "\n# EOF\n")
+    yield server
+    server.stop()
+
+
+def test_unreachable_prometheus_exits_3() -> None:
+    port = free_port()  # nothing listens there
+    proc = dnswatch("scan", "--prometheus-url", f"http://127.0.0.1:{port}", "--format", "json")
+    _one_line_error(proc, 3, "cannot reach Prometheus", f"127.0.0.1:{port}")
+
+
+def test_something_that_is_not_prometheus_exits_3(garbage_server: str) -> None:
+    proc = dnswatch("scan", "--prometheus-url", garbage_server, "--format", "json")
+    _one_line_error(proc, 3, "did not answer like a Prometheus API")
+    proc = dnswatch("scan", "--prometheus-url", garbage_server + "/fail", "--format", "json")
+    _one_line_error(proc, 3)
+
+
+def test_missing_metric_exits_3_with_the_helm_value(empty_prom: PrometheusServer) -> None:
+    proc = dnswatch("scan", "--prometheus-url", empty_prom.url, "--format", "json")
+    _one_line_error(proc, 3, "hubble_dns_queries_total not found",
+                    'hubble.metrics.enabled="{dns:query;')
+
+
+def test_missing_query_label_exits_3_with_the_helm_value(no_query_label_prom: PrometheusServer
+                                                          ) -> None:
+    proc = dnswatch("scan", "--prometheus-url", no_query_label_prom.url, "--at", "1780000500")
+    _one_line_error(proc, 3, "no 'query' label", "dns:query")
+
+
+def test_missing_source_label_names_the_config_key(no_query_label_prom: PrometheusServer,
+                                                   tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("labels:\n  query: qtypes\n  source: [source_namespace, source_pod]\n")
+    proc = dnswatch("scan", "--prometheus-url", no_query_label_prom.url, "--at", "1780000500",
+                    "--config", str(cfg))
+    _one_line_error(proc, 3, "source_namespace", "labels.source")
+
+
+@pytest.mark.parametrize(("content", "needle"), [
+    ("burst: [unclosed", "not valid YAML"),
+    ("- just\n- a list\n", "must be a mapping"),
+    ("burst:\n  short_min_distinct: -4\n", "burst.short_min_distinct"),
+    ("burst:\n  no_such_threshold: 3\n", "burst.no_such_threshold"),
+    ("windows:\n  short: ten minutes\n", "windows.short"),
+    ("windows:\n  short: 7h\n", "step <= short <= long"),
+    ("\xff\xfe garbage", "config"),
+])
+def test_malformed_config_exits_2(tmp_path: Path, content: str, needle: str) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_bytes(content.encode("latin-1"))
+    proc = dnswatch("scan", "--metrics-file", "/nonexistent", "--config", str(cfg))
+    _one_line_error(proc, 2, needle)
+
+
+def test_missing_config_file_exits_2(tmp_path: Path) -> None:
+    proc = dnswatch("scan", "--metrics-file", "x", "--config", str(tmp_path / "nope.yaml"))
+    _one_line_error(proc, 2, "cannot read config")
+
+
+def test_env_override_is_validated(tmp_path: Path) -> None:
+    import os
+    env = {**os.environ, "DNSWATCH_BURST__SHORT_MIN_DISTINCT": "many"}
+    proc = dnswatch("scan", "--metrics-file", "x", env=env)
+    _one_line_error(proc, 2, "burst.short_min_distinct")
+
+
+@pytest.mark.parametrize("args", [
+    ["--at", "yesterday", "--metrics-file", "x"],
+    ["--at", "2026-05-28T20:00:00", "--metrics-file", "x"],
+    ["--prometheus-url", "ftp://x", "--at", "0"],
+    ["--prometheus-url", "http://127.0.0.1:1", "--metrics-file", "x"],
+    ["--prometheus-url", "http://127.0.0.1:1", "--header", "novalue"],
+])
+def test_bad_arguments_exit_2(args: list[str]) -> None:
+    _one_line_error(dnswatch("scan", *args), 2)
+
+
+def test_no_source_at_all_exits_2() -> None:
+    import os
+    env = {k: v for k, v in os.environ.items() if k != "DNSWATCH_PROMETHEUS_URL"}
+    _one_line_error(dnswatch("scan", env=env), 2, "--prometheus-url")
+
+
+@pytest.mark.parametrize(("content", "code", "needle"), [
+    (None, 3, "cannot read metrics file"),
+    (b"\x1f\x8b\x08\x00broken", 3, "damaged gzip"),
+    (b"hello world\n", 3, "not a valid Prometheus sample line"),
+    (b"", 3, "holds no Prometheus metrics"),
+    (b'hubble_dns_queries_total{source="a/b",query="x.example." 3\n', 3, "not a valid"),
+    (b'# TYPE up gauge\nup 1\n', 3, "not found"),
+])
+def test_bad_metrics_files_exit_3(tmp_path: Path, content: bytes | None, code: int,
+                                  needle: str) -> None:
+    path = tmp_path / "m.prom"
+    if content is not None:
+        path.write_bytes(content)
+    proc = dnswatch("scan", "--metrics-file", str(path), "--format", "json")
+    _one_line_error(proc, code, needle)
+
+
+def test_debug_shows_the_traceback() -> None:
+    proc = dnswatch("--debug", "scan", "--prometheus-url", f"http://127.0.0.1:{free_port()}")
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
