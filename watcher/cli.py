@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "keys: source, domain, at, duration, rate, encoding (base32, base64, hex, "
                      "numeric, base64url), delete_after, factor. Repeatable.")
     sim.add_argument("--demo", action="store_true", help="add the demo's incidents")
+
+    sub.add_parser("config", help="print the default configuration, every threshold explained")
     return parser
 
 
@@ -167,7 +169,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"scan": cmd_scan, "simulate": cmd_simulate}
+def cmd_config(args: argparse.Namespace) -> int:
+    from watcher.config import defaults_yaml
+
+    sys.stdout.write(defaults_yaml())
+    return EXIT_OK
+
+
+COMMANDS = {"scan": cmd_scan, "simulate": cmd_simulate, "config": cmd_config}
 
 
 def main(argv: list[str] | None = None) -> int:

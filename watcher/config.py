@@ -253,3 +253,20 @@ def load_config(path: str | Path | None = None, environ: dict[str, str] | None =
         where = ".".join(str(p) for p in first["loc"]) or "config"
         more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise ConfigError(f"config error at {where}: {first['msg']}{more}") from None
+
+
+def defaults_yaml() -> str:
+    """The default configuration as YAML, each field with its reason as a comment."""
+    lines = ["# dnswatch configuration: every value below is the default.",
+             "# Durations take 90s, 10m, 6h, 7d or seconds. Env: DNSWATCH_<SECTION>__<FIELD>."]
+    defaults = Config().model_dump()
+    for section, field in Config.model_fields.items():
+        model = field.annotation
+        lines.append("")
+        lines.append(f"{section}:")
+        for name, sub in model.model_fields.items():  # type: ignore[union-attr]
+            value = defaults[section][name]
+            lines.append(f"  # {sub.description}")
+            dumped = yaml.safe_dump({name: value}, default_flow_style=True, width=1000).strip()
+            lines.append(f"  {dumped[1:-1]}")
+    return "\n".join(lines) + "\n"

@@ -169,7 +169,7 @@ def base_cluster(hours: float, seed: int = 7, start: int = DEFAULT_START) -> Clu
     # A benign crawler: hundreds of distinct registered domains, each a handful of times.
     sites = [f"www.{_rand_token(rng, string.ascii_lowercase, int(rng.integers(5, 12)))}"
              f"{rng.choice(['shop', 'news', 'blog', 'online', 'media'])}.{rng.choice(['com', 'org', 'net', 'de', 'co.uk'])}"
-             for _ in range(300)]
+             for _ in range(200)]
     names, _ = _profile(rng, "crawler", sites, 2)
     c.pods.append(Pod("crawler", _pod_name(rng, "spider"), 0, 0, minutes, names,
                       np.full(len(names), 1.0 / len(names)), 20))
@@ -257,6 +257,9 @@ def write_openmetrics(c: Cluster, out: IO[str]) -> int:
                 prefix[key] = f"{METRIC}{{{labels}}} "
             live[key] = live.get(key, 0) + n
 
+    # Samples are collected per series and written series by series: promtool does not need time
+    # order, and a series' lines side by side compress ~10x better.
+    history: dict[tuple[int, str, str], list[str]] = {}
     restarts = dict(c.restarts)
     for m in range(c.minutes):
         if m in restarts:
@@ -279,8 +282,11 @@ def write_openmetrics(c: Cluster, out: IO[str]) -> int:
             del live[key]
         ts = c.start + (m + 1) * SCRAPE
         for key, value in live.items():
-            out.write(f"{prefix[key]}{value} {ts}\n")
+            history.setdefault(key, []).append(f"{value} {ts}\n")
         samples += len(live)
+    for key, lines in history.items():
+        head = prefix[key]
+        out.write("".join(head + line for line in lines))
     out.write("# EOF\n")
     return samples
 

@@ -1,0 +1,154 @@
+"""Pure detectors on hand-made windows: thresholds, severities and the cases around them."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from watcher.config import load_config
+from watcher.detect import detect_all, rules_for
+from watcher.detect.burst import detect_subdomain_burst
+from watcher.detect.names import detect_suspicious_name
+from watcher.detect.volume import detect_high_volume
+from watcher.window import Window, apply_prefilter, empty_names, workload_of
+
+AT = 1_780_000_000.0
+CFG = load_config(environ={})
+RULES = rules_for(CFG)
+rng = np.random.default_rng(1)
+
+
+def encoded(n: int, domain: str = "evil.example") -> list[str]:
+    return [f"{base64.b32encode(rng.bytes(30)).decode().lower().rstrip('=')}.{domain}."
+            for _ in range(n)]
+
+
+def frame(rows: list[tuple[str, str, float]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["source", "name", "queries"]) if rows else empty_names()
+
+
+def window(short: list[tuple[str, str, float]] = (), long: list[tuple[str, str, float]] = (),  # type: ignore[assignment]
+           volume: pd.DataFrame | None = None) -> Window:
+    long_f = frame(list(long) or list(short))
+    return Window(AT, 600, 21600, 300, frame(list(short)), long_f,
+                  apply_prefilter(long_f, 20, 60), volume if volume is not None else pd.DataFrame())
+
+
+def test_a_fast_encoded_burst_is_critical() -> None:
+    w = window([("app/a", n, 1) for n in encoded(60)])
+    [f] = detect_subdomain_burst(w, CFG, RULES)
+    assert (f.kind, f.severity, f.source, f.domain) == ("subdomain_burst", "critical", "app/a",
+                                                        "evil.example")
+    assert f.evidence["distinct_names"] == 60 and f.evidence["est_bytes"] > 1000
+    assert len(f.evidence["sample_names"]) == 5
+
+
+def test_plain_repeating_names_are_info_not_alert() -> None:
+    rows = [("app/a", f"host-{i:03d}.corp.example.", 10) for i in range(60)]
+    [f] = detect_subdomain_burst(window(rows), CFG, RULES)
+    assert f.severity == "info"
+
+
+def test_plain_unique_names_in_number_are_a_tunnel() -> None:
+    # dnscapy-style: short numeric labels, each queried once.
+    rows = [("app/a", f"a.1.{i}.tunnel.example.org.", 1) for i in range(45)]
+    [f] = detect_subdomain_burst(window(rows), CFG, RULES)
+    assert f.severity == "warning" and f.domain == "example.org"
+
+
+@pytest.mark.parametrize(("n", "alert"), [(11, False), (12, True)])
+def test_slow_encoded_leak_threshold(n: int, alert: bool) -> None:
+    w = window([], [("app/a", q, 1) for q in encoded(n)])
+    found = [f for f in detect_subdomain_burst(w, CFG, RULES) if f.is_alert]
+    assert bool(found) is alert
+
+
+def test_cluster_domain_and_allowlist_are_ignored() -> None:
+    rows = [("app/a", f"{q[:-1]}.default.svc.cluster.local.", 1) for q in encoded(60)]
+    rows += [("app/a", f"{i}.{i}.1.10.in-addr.arpa.", 1) for i in range(100)]
+    assert detect_subdomain_burst(window(rows), CFG, RULES) == []
+
+
+def test_allowlisted_sources_are_ignored() -> None:
+    cfg = load_config(environ={"DNSWATCH_ALLOWLIST__SOURCES": "['app/*']"})
+    w = window([("app/a", n, 1) for n in encoded(60)])
+    assert detect_all(w, cfg) == []
+
+
+@pytest.mark.parametrize(("n", "severity"), [(1, "info"), (2, "info"), (3, "warning"),
+                                             (20, "critical")])
+def test_few_encoded_names(n: int, severity: str) -> None:
+    w = window([], [("app/a", q, 43) for q in encoded(n)])
+    [f] = detect_suspicious_name(w, CFG, RULES)
+    assert f.severity == severity
+
+
+def test_one_channel_one_finding() -> None:
+    w = window([("app/a", n, 1) for n in encoded(60)])
+    found = detect_all(w, CFG)
+    assert [(f.kind, f.domain) for f in found] == [("subdomain_burst", "evil.example")]
+
+
+def volume(series: dict[str, list[float]], step: float = 300) -> pd.DataFrame:
+    n = max(len(v) for v in series.values())
+    index = AT - np.arange(n)[::-1] * step
+    return pd.DataFrame({k: [np.nan] * (n - len(v)) + v for k, v in series.items()}, index=index)
+
+
+def steady(hours: float, qps: float, jitter: float = 0.1) -> list[float]:
+    n = int(hours * 12)
+    return list(np.maximum(0, rng.normal(qps, qps * jitter, n)) * 300)
+
+
+def test_a_flood_against_its_own_history_is_critical() -> None:
+    w = window(volume=volume({"app/a": steady(10, 0.5)[:-4] + [30 * 300] * 4}))
+    [f] = detect_high_volume(w, CFG, RULES)
+    assert f.severity == "critical" and f.domain is None and f.evidence["baseline_kind"] == "own"
+    assert f.evidence["rate_qps"] == pytest.approx(30, rel=0.01)
+
+
+def test_a_busy_steady_source_is_quiet() -> None:
+    w = window(volume=volume({"app/a": steady(10, 40)}))
+    assert detect_high_volume(w, CFG, RULES) == []
+
+
+def test_a_flood_that_began_before_the_recent_span_is_still_seen() -> None:
+    w = window(volume=volume({"app/a": steady(10, 0.5)[:-18] + [30 * 300] * 18}))
+    assert [f.severity for f in detect_high_volume(w, CFG, RULES)] == ["critical"]
+
+
+def test_periodic_bursts_in_history_are_not_an_alert() -> None:
+    hourly = [(20 if i % 12 == 0 else 1) * 300 for i in range(120)]
+    w = window(volume=volume({"app/a": hourly}))
+    assert detect_high_volume(w, CFG, RULES) == []
+
+
+def test_a_new_source_is_judged_by_the_absolute_floor() -> None:
+    quiet = window(volume=volume({"job/new-x2x4q": [10 * 300] * 4}))
+    assert detect_high_volume(quiet, CFG, RULES) == []
+    loud = window(volume=volume({"job/new-x2x4q": [80 * 300] * 4}))
+    [f] = detect_high_volume(loud, CFG, RULES)
+    assert f.evidence["baseline_kind"] == "none"
+
+
+def test_a_rolled_out_pod_inherits_its_workloads_baseline() -> None:
+    old = steady(10, 0.5)[:-12] + [np.nan] * 12
+    new = [0.5 * 300] * 8 + [10 * 300] * 4
+    w = window(volume=volume({"app/web-7d9f8b7c6-aaaaa": old, "app/web-5c8d7f6b9-bbbbb": new}))
+    [f] = detect_high_volume(w, CFG, RULES)
+    assert f.source == "app/web-5c8d7f6b9-bbbbb" and f.evidence["baseline_kind"] == "workload"
+
+
+def test_empty_windows_give_nothing() -> None:
+    assert detect_all(window(), CFG) == []
+
+
+@pytest.mark.parametrize(("source", "workload"), [
+    ("app/web-7d9f8b7c6-x2x4q", "app/web"), ("kube-system/cilium-x2x4q", "kube-system/cilium"),
+    ("db/postgres-0", "db/postgres-0"), ("batch/report-28374650-x2x4q", "batch/report"),
+])
+def test_workload_of(source: str, workload: str) -> None:
+    assert workload_of(source) == workload

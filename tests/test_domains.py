@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import pytest
+
+from watcher.domains import DomainRules, registered_domain, subdomain_part
+
+
+@pytest.mark.parametrize(("name", "domain"), [
+    ("a.b.evil.example.", "evil.example"),
+    ("x.tunnel.example.org.", "example.org"),
+    ("a.b.example.co.uk.", "example.co.uk"),
+    ("d111.cloudfront.net.", "d111.cloudfront.net"),
+    ("localhost.", "localhost"),
+    ("", ""),
+    ("..hidemyself.org.", "hidemyself.org"),
+    ("A.B.EVIL.Example", "evil.example"),
+])
+def test_registered_domain(name: str, domain: str) -> None:
+    assert registered_domain(name) == domain
+
+
+def test_subdomain_part() -> None:
+    assert subdomain_part("abc.def.evil.example.", "evil.example") == "abc.def"
+    assert subdomain_part("evil.example.", "evil.example") == ""
+
+
+def test_rules() -> None:
+    rules = DomainRules.build("cluster.local", ["corp.example"], source_globs=["monitoring/*"])
+    assert rules.is_cluster("api.default.svc.cluster.local.")
+    assert not rules.is_cluster("cluster.local.evil.example.")
+    assert rules.is_allowlisted("4.3.2.1.zen.spamhaus.org.")
+    assert rules.is_allowlisted("0.0.0.0.1.0.0.4e.abc.avqs.mcafee.com.")
+    assert rules.is_allowlisted("x.corp.example")
+    assert not rules.is_allowlisted("notspamhaus.org")
+    assert rules.ignores_source("monitoring/prometheus-0") and not rules.ignores_source("shop/a")
+    bare = DomainRules.build("cluster.local", use_defaults=False)
+    assert not bare.is_allowlisted("1.2.3.4.in-addr.arpa")
