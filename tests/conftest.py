@@ -21,10 +21,12 @@ def cluster_history() -> Composite:
 
 
 @pytest.fixture(scope="session")
-def cluster_prom(cluster_history: Composite, tmp_path_factory: pytest.TempPathFactory
-                 ) -> Iterator[PrometheusServer]:
-    server = PrometheusServer(tmp_path_factory.mktemp("prom-cluster"),
-                              history_text(cluster_history.cluster))
+def cluster_prom(
+    cluster_history: Composite, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PrometheusServer]:
+    server = PrometheusServer(
+        tmp_path_factory.mktemp("prom-cluster"), history_text(cluster_history.cluster)
+    )
     yield server
     server.stop()
 
@@ -36,11 +38,18 @@ def cluster_file(cluster_history: Composite, tmp_path_factory: pytest.TempPathFa
     return path
 
 
-def dnswatch(*args: str, env: dict[str, str] | None = None, timeout: float = 120
-             ) -> subprocess.CompletedProcess[str]:
+def dnswatch(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run the installed console entry point exactly as users do."""
-    return subprocess.run([sys.executable, "-m", "watcher.cli", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "watcher.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=ROOT,
+    )
 
 
 def scan_json(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:

@@ -26,30 +26,74 @@ def composite(seed: int = 11) -> Composite:
     c = base_cluster(8, seed=seed)
     rng = np.random.default_rng(seed + 5)
     comp = Composite(c)
-    src = add_incident(c, "tunnel", rng, domain="t.tunnel-a.example", at=400, duration=12,
-                       rate=15, encoding="base32")
+    src = add_incident(
+        c,
+        "tunnel",
+        rng,
+        domain="t.tunnel-a.example",
+        at=400,
+        duration=12,
+        rate=15,
+        encoding="base32",
+    )
     comp.incidents["iodine-like tunnel"] = (src, "tunnel-a.example", 412)
-    src = add_incident(c, "tunnel", rng, domain="exfil-b.example", at=440, duration=10, rate=12,
-                       encoding="base64", delete_after=3)
+    src = add_incident(
+        c,
+        "tunnel",
+        rng,
+        domain="exfil-b.example",
+        at=440,
+        duration=10,
+        rate=12,
+        encoding="base64",
+        delete_after=3,
+    )
     comp.incidents["tunnel from a deleted pod"] = (src, "exfil-b.example", 460)
-    src = add_incident(c, "slow_leak", rng, domain="leak-c.example", at=120, duration=350,
-                       rate=0.2, encoding="hex")
+    src = add_incident(
+        c, "slow_leak", rng, domain="leak-c.example", at=120, duration=350, rate=0.2, encoding="hex"
+    )
     comp.incidents["low-and-slow hex leak"] = (src, "leak-c.example", 470)
-    src = add_incident(c, "few_names", rng, domain="few-d.example", at=300, duration=43, rate=3,
-                       encoding="base64")
+    src = add_incident(
+        c, "few_names", rng, domain="few-d.example", at=300, duration=43, rate=3, encoding="base64"
+    )
     comp.incidents["three encoded names repeated 43 times"] = (src, "few-d.example", 345)
-    src = add_incident(c, "tunnel", rng, domain="tunnel.example.org", at=200, duration=15,
-                       rate=10, encoding="numeric")
+    src = add_incident(
+        c,
+        "tunnel",
+        rng,
+        domain="tunnel.example.org",
+        at=200,
+        duration=15,
+        rate=10,
+        encoding="numeric",
+    )
     comp.incidents["dnscapy-like numeric tunnel"] = (src, "example.org", 215)
-    src = add_incident(c, "tunnel", rng, domain="x.dnsexf-e.example", at=150, duration=8,
-                       rate=8, encoding="base64url")
+    src = add_incident(
+        c,
+        "tunnel",
+        rng,
+        domain="x.dnsexf-e.example",
+        at=150,
+        duration=8,
+        rate=8,
+        encoding="base64url",
+    )
     comp.incidents["DNSExfiltrator-like tunnel"] = (src, "dnsexf-e.example", 158)
     src = add_incident(c, "flood", rng, source="shop/checkout", at=350, duration=15, factor=30)
     comp.incidents["volume flood"] = (src, None, 365)
     # Persisting series: 100 hosts queried once at start-up (minutes 30-40), then never again.
     hosts = [f"host-{i:03d}.corp-assets.example" for i in range(100)]
-    pod = Pod("inventory", "warmup-6d5f7c9b8-qx2lz", 2, 0, c.minutes, hosts,
-              np.full(100, 0.01), 40, rate_at=lambda m: 1.0 if 30 <= m < 40 else 0.0)
+    pod = Pod(
+        "inventory",
+        "warmup-6d5f7c9b8-qx2lz",
+        2,
+        0,
+        c.minutes,
+        hosts,
+        np.full(100, 0.01),
+        40,
+        rate_at=lambda m: 1.0 if 30 <= m < 40 else 0.0,
+    )
     c.pods.append(pod)
     comp.benign_burst_source = pod.source
     return comp

@@ -40,17 +40,34 @@ class PrometheusServer:
         if history is not None:
             src = workdir / "history.om"
             src.write_text(history, encoding="utf-8")
-            subprocess.run([require("promtool"), "tsdb", "create-blocks-from", "openmetrics",
-                            str(src), str(data)], check=True, capture_output=True, timeout=300)
+            subprocess.run(
+                [
+                    require("promtool"),
+                    "tsdb",
+                    "create-blocks-from",
+                    "openmetrics",
+                    str(src),
+                    str(data),
+                ],
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
         (workdir / "prometheus.yml").write_text("global:\n  scrape_interval: 60s\n")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(workdir / "prometheus.log", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [require("prometheus"), f"--config.file={workdir / 'prometheus.yml'}",
-             f"--storage.tsdb.path={data}", "--storage.tsdb.retention.time=100y",
-             f"--web.listen-address=127.0.0.1:{self.port}"],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            [
+                require("prometheus"),
+                f"--config.file={workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={data}",
+                "--storage.tsdb.retention.time=100y",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:

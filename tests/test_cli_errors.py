@@ -60,9 +60,13 @@ def empty_prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusS
 def no_query_label_prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
     lines = ["# TYPE hubble_dns_queries counter"]
     for i in range(10):
-        lines.append(f'hubble_dns_queries_total{{source="app/web-1",qtypes="A",rcode=""}} {i + 1} '
-                     f"{1780000000 + i * 60}")
-    server = PrometheusServer(tmp_path_factory.mktemp("prom-noquery"), "\n".join(lines) + "\n# EOF\n")
+        lines.append(
+            f'hubble_dns_queries_total{{source="app/web-1",qtypes="A",rcode=""}} {i + 1} '
+            f"{1780000000 + i * 60}"
+        )
+    server = PrometheusServer(
+        tmp_path_factory.mktemp("prom-noquery"), "\n".join(lines) + "\n# EOF\n"
+    )
     yield server
     server.stop()
 
@@ -82,34 +86,47 @@ def test_something_that_is_not_prometheus_exits_3(garbage_server: str) -> None:
 
 def test_missing_metric_exits_3_with_the_helm_value(empty_prom: PrometheusServer) -> None:
     proc = dnswatch("scan", "--prometheus-url", empty_prom.url, "--format", "json")
-    _one_line_error(proc, 3, "hubble_dns_queries_total not found",
-                    'hubble.metrics.enabled="{dns:query;')
+    _one_line_error(
+        proc, 3, "hubble_dns_queries_total not found", 'hubble.metrics.enabled="{dns:query;'
+    )
 
 
-def test_missing_query_label_exits_3_with_the_helm_value(no_query_label_prom: PrometheusServer
-                                                          ) -> None:
+def test_missing_query_label_exits_3_with_the_helm_value(
+    no_query_label_prom: PrometheusServer,
+) -> None:
     proc = dnswatch("scan", "--prometheus-url", no_query_label_prom.url, "--at", "1780000500")
     _one_line_error(proc, 3, "no 'query' label", "dns:query")
 
 
-def test_missing_source_label_names_the_config_key(no_query_label_prom: PrometheusServer,
-                                                   tmp_path: Path) -> None:
+def test_missing_source_label_names_the_config_key(
+    no_query_label_prom: PrometheusServer, tmp_path: Path
+) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("labels:\n  query: qtypes\n  source: [source_namespace, source_pod]\n")
-    proc = dnswatch("scan", "--prometheus-url", no_query_label_prom.url, "--at", "1780000500",
-                    "--config", str(cfg))
+    proc = dnswatch(
+        "scan",
+        "--prometheus-url",
+        no_query_label_prom.url,
+        "--at",
+        "1780000500",
+        "--config",
+        str(cfg),
+    )
     _one_line_error(proc, 3, "source_namespace", "labels.source")
 
 
-@pytest.mark.parametrize(("content", "needle"), [
-    ("burst: [unclosed", "not valid YAML"),
-    ("- just\n- a list\n", "must be a mapping"),
-    ("burst:\n  short_min_distinct: -4\n", "burst.short_min_distinct"),
-    ("burst:\n  no_such_threshold: 3\n", "burst.no_such_threshold"),
-    ("windows:\n  short: ten minutes\n", "windows.short"),
-    ("windows:\n  short: 7h\n", "step <= short <= long"),
-    ("\xff\xfe garbage", "config"),
-])
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ("burst: [unclosed", "not valid YAML"),
+        ("- just\n- a list\n", "must be a mapping"),
+        ("burst:\n  short_min_distinct: -4\n", "burst.short_min_distinct"),
+        ("burst:\n  no_such_threshold: 3\n", "burst.no_such_threshold"),
+        ("windows:\n  short: ten minutes\n", "windows.short"),
+        ("windows:\n  short: 7h\n", "step <= short <= long"),
+        ("\xff\xfe garbage", "config"),
+    ],
+)
 def test_malformed_config_exits_2(tmp_path: Path, content: str, needle: str) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_bytes(content.encode("latin-1"))
@@ -124,38 +141,47 @@ def test_missing_config_file_exits_2(tmp_path: Path) -> None:
 
 def test_env_override_is_validated(tmp_path: Path) -> None:
     import os
+
     env = {**os.environ, "DNSWATCH_BURST__SHORT_MIN_DISTINCT": "many"}
     proc = dnswatch("scan", "--metrics-file", "x", env=env)
     _one_line_error(proc, 2, "burst.short_min_distinct")
 
 
-@pytest.mark.parametrize("args", [
-    ["--at", "yesterday", "--metrics-file", "x"],
-    ["--at", "2026-05-28T20:00:00", "--metrics-file", "x"],
-    ["--prometheus-url", "ftp://x", "--at", "0"],
-    ["--prometheus-url", "http://127.0.0.1:1", "--metrics-file", "x"],
-    ["--prometheus-url", "http://127.0.0.1:1", "--header", "novalue"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--at", "yesterday", "--metrics-file", "x"],
+        ["--at", "2026-05-28T20:00:00", "--metrics-file", "x"],
+        ["--prometheus-url", "ftp://x", "--at", "0"],
+        ["--prometheus-url", "http://127.0.0.1:1", "--metrics-file", "x"],
+        ["--prometheus-url", "http://127.0.0.1:1", "--header", "novalue"],
+    ],
+)
 def test_bad_arguments_exit_2(args: list[str]) -> None:
     _one_line_error(dnswatch("scan", *args), 2)
 
 
 def test_no_source_at_all_exits_2() -> None:
     import os
+
     env = {k: v for k, v in os.environ.items() if k != "DNSWATCH_PROMETHEUS_URL"}
     _one_line_error(dnswatch("scan", env=env), 2, "--prometheus-url")
 
 
-@pytest.mark.parametrize(("content", "code", "needle"), [
-    (None, 3, "cannot read metrics file"),
-    (b"\x1f\x8b\x08\x00broken", 3, "damaged gzip"),
-    (b"hello world\n", 3, "not a valid Prometheus sample line"),
-    (b"", 3, "holds no Prometheus metrics"),
-    (b'hubble_dns_queries_total{source="a/b",query="x.example." 3\n', 3, "not a valid"),
-    (b'# TYPE up gauge\nup 1\n', 3, "not found"),
-])
-def test_bad_metrics_files_exit_3(tmp_path: Path, content: bytes | None, code: int,
-                                  needle: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "code", "needle"),
+    [
+        (None, 3, "cannot read metrics file"),
+        (b"\x1f\x8b\x08\x00broken", 3, "damaged gzip"),
+        (b"hello world\n", 3, "not a valid Prometheus sample line"),
+        (b"", 3, "holds no Prometheus metrics"),
+        (b'hubble_dns_queries_total{source="a/b",query="x.example." 3\n', 3, "not a valid"),
+        (b"# TYPE up gauge\nup 1\n", 3, "not found"),
+    ],
+)
+def test_bad_metrics_files_exit_3(
+    tmp_path: Path, content: bytes | None, code: int, needle: str
+) -> None:
     path = tmp_path / "m.prom"
     if content is not None:
         path.write_bytes(content)

@@ -11,19 +11,26 @@ from watcher.errors import ConfigError
 def test_defaults_load_and_every_field_is_explained() -> None:
     cfg = load_config(environ={})
     assert cfg.windows.short == 600 and cfg.windows.long == 21600
-    missing = [f"{section}.{name}"
-               for section, field in Config.model_fields.items()
-               for name, sub in field.annotation.model_fields.items()  # type: ignore[union-attr]
-               if not sub.description]
+    missing = [
+        f"{section}.{name}"
+        for section, field in Config.model_fields.items()
+        for name, sub in field.annotation.model_fields.items()  # type: ignore[union-attr]
+        if not sub.description
+    ]
     assert not missing
 
 
 def test_file_then_env(tmp_path: Path) -> None:
     f = tmp_path / "c.yaml"
     f.write_text("windows:\n  short: 15m\nburst:\n  short_min_distinct: 50\n")
-    cfg = load_config(f, environ={"DNSWATCH_BURST__SHORT_MIN_DISTINCT": "60",
-                                  "DNSWATCH_PROMETHEUS_URL": "http://127.0.0.1:9090",
-                                  "DNSWATCH_ALLOWLIST__SUFFIXES": "[corp.example, lab.example]"})
+    cfg = load_config(
+        f,
+        environ={
+            "DNSWATCH_BURST__SHORT_MIN_DISTINCT": "60",
+            "DNSWATCH_PROMETHEUS_URL": "http://127.0.0.1:9090",
+            "DNSWATCH_ALLOWLIST__SUFFIXES": "[corp.example, lab.example]",
+        },
+    )
     assert cfg.windows.short == 900
     assert cfg.burst.short_min_distinct == 60
     assert cfg.prometheus.url == "http://127.0.0.1:9090"
@@ -31,7 +38,7 @@ def test_file_then_env(tmp_path: Path) -> None:
 
 
 def test_bounds_are_checked() -> None:
-    with pytest.raises(ConfigError, match="names.min_score"):
+    with pytest.raises(ConfigError, match=r"names\.min_score"):
         load_config(environ={"DNSWATCH_NAMES__MIN_SCORE": "3"})
 
 

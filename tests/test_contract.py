@@ -37,8 +37,14 @@ def check_report(report: dict) -> None:  # type: ignore[type-arg]
             if not d or d != d.lower() or d.endswith("."):
                 problems.append(("domain", d))
             ev = f["evidence"]
-            for key in ("window", "distinct_names", "queries", "entropy_mean", "est_bytes",
-                        "sample_names"):
+            for key in (
+                "window",
+                "distinct_names",
+                "queries",
+                "entropy_mean",
+                "est_bytes",
+                "sample_names",
+            ):
                 if key not in ev:
                     problems.append(("evidence", key))
             if len(ev.get("sample_names", [])) > 5:
@@ -62,27 +68,33 @@ def test_the_bundled_example_is_what_the_simulator_makes(tmp_path: Path) -> None
     out = tmp_path / "demo.om.gz"
     proc = dnswatch("simulate", "--demo", "--hours", "5", "-o", str(out))
     assert proc.returncode == 0, proc.stderr
-    assert gzip.decompress(out.read_bytes()) == gzip.decompress(EXAMPLE.read_bytes()), \
+    assert gzip.decompress(out.read_bytes()) == gzip.decompress(EXAMPLE.read_bytes()), (
         "examples/demo-cluster.om.gz is stale: run `make example`"
+    )
 
 
 def test_the_example_config_is_the_defaults() -> None:
     proc = dnswatch("config")
-    assert proc.stdout == (ROOT / "examples" / "config.yaml").read_text(), \
+    assert proc.stdout == (ROOT / "examples" / "config.yaml").read_text(), (
         "examples/config.yaml is stale: run `make example`"
+    )
+
+
+def _alert_keys(report: dict) -> list[tuple[str, str, str]]:  # type: ignore[type-arg]
+    return sorted((f["kind"], f["source"], f["domain"]) for f in alerts(report))
 
 
 @pytest.mark.prometheus
 @pytest.mark.parametrize("minute", [158, 215, 345, 365, 412, 470])
-def test_file_and_prometheus_agree(cluster_prom: PrometheusServer, cluster_file: Path,
-                                   cluster_history: Composite, minute: int) -> None:
+def test_file_and_prometheus_agree(
+    cluster_prom: PrometheusServer, cluster_file: Path, cluster_history: Composite, minute: int
+) -> None:
     at = str(cluster_history.at(minute))
     a = scan_json("--metrics-file", str(cluster_file), "--at", at)
     b = scan_json("--prometheus-url", cluster_prom.url, "--at", at)
     check_report(a)
     check_report(b)
-    key = lambda r: sorted((f["kind"], f["source"], f["domain"]) for f in alerts(r))  # noqa: E731
-    assert key(a) == key(b)
+    assert _alert_keys(a) == _alert_keys(b)
 
 
 def test_text_is_a_table() -> None:
@@ -93,16 +105,22 @@ def test_text_is_a_table() -> None:
 
 def test_a_single_scrape_works_without_history(tmp_path: Path) -> None:
     """`curl agent:9965/metrics > m.prom`: no timestamps, counters since agent start."""
-    lines = ["# HELP hubble_dns_queries_total Number of DNS queries observed",
-             "# TYPE hubble_dns_queries_total counter",
-             "# TYPE hubble_flows_processed_total counter",
-             'hubble_flows_processed_total{type="L7"} 912']
+    lines = [
+        "# HELP hubble_dns_queries_total Number of DNS queries observed",
+        "# TYPE hubble_dns_queries_total counter",
+        "# TYPE hubble_flows_processed_total counter",
+        'hubble_flows_processed_total{type="L7"} 912',
+    ]
     for i in range(30):
         payload = f"{i:02x}" + "3f9a8c7d6e5b4a39281706f5e4d3c2b1a0"
-        lines.append(f'hubble_dns_queries_total{{destination="",ips_returned="0",qtypes="TXT",'
-                     f'query="{payload}.t.evil.example.",rcode="",source="app/x-1"}} 1')
-    lines.append('hubble_dns_queries_total{destination="",ips_returned="0",qtypes="A",'
-                 'query="www.google.com.",rcode="",source="app/x-1"} 40')
+        lines.append(
+            f'hubble_dns_queries_total{{destination="",ips_returned="0",qtypes="TXT",'
+            f'query="{payload}.t.evil.example.",rcode="",source="app/x-1"}} 1'
+        )
+    lines.append(
+        'hubble_dns_queries_total{destination="",ips_returned="0",qtypes="A",'
+        'query="www.google.com.",rcode="",source="app/x-1"} 40'
+    )
     path = tmp_path / "m.prom"
     path.write_text("\n".join(lines) + "\n")
     report = scan_json("--metrics-file", str(path), "--at", "1780000000")

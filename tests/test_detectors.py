@@ -22,26 +22,43 @@ rng = np.random.default_rng(1)
 
 
 def encoded(n: int, domain: str = "evil.example") -> list[str]:
-    return [f"{base64.b32encode(rng.bytes(30)).decode().lower().rstrip('=')}.{domain}."
-            for _ in range(n)]
+    return [
+        f"{base64.b32encode(rng.bytes(30)).decode().lower().rstrip('=')}.{domain}."
+        for _ in range(n)
+    ]
 
 
 def frame(rows: list[tuple[str, str, float]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["source", "name", "queries"]) if rows else empty_names()
 
 
-def window(short: list[tuple[str, str, float]] = (), long: list[tuple[str, str, float]] = (),  # type: ignore[assignment]
-           volume: pd.DataFrame | None = None) -> Window:
+def window(
+    short: list[tuple[str, str, float]] = (),
+    long: list[tuple[str, str, float]] = (),  # type: ignore[assignment]
+    volume: pd.DataFrame | None = None,
+) -> Window:
     long_f = frame(list(long) or list(short))
-    return Window(AT, 600, 21600, 300, frame(list(short)), long_f,
-                  apply_prefilter(long_f, 20, 60), volume if volume is not None else pd.DataFrame())
+    return Window(
+        AT,
+        600,
+        21600,
+        300,
+        frame(list(short)),
+        long_f,
+        apply_prefilter(long_f, 20, 60),
+        volume if volume is not None else pd.DataFrame(),
+    )
 
 
 def test_a_fast_encoded_burst_is_critical() -> None:
     w = window([("app/a", n, 1) for n in encoded(60)])
     [f] = detect_subdomain_burst(w, CFG, RULES)
-    assert (f.kind, f.severity, f.source, f.domain) == ("subdomain_burst", "critical", "app/a",
-                                                        "evil.example")
+    assert (f.kind, f.severity, f.source, f.domain) == (
+        "subdomain_burst",
+        "critical",
+        "app/a",
+        "evil.example",
+    )
     assert f.evidence["distinct_names"] == 60 and f.evidence["est_bytes"] > 1000
     assert len(f.evidence["sample_names"]) == 5
 
@@ -78,8 +95,9 @@ def test_allowlisted_sources_are_ignored() -> None:
     assert detect_all(w, cfg) == []
 
 
-@pytest.mark.parametrize(("n", "severity"), [(1, "info"), (2, "info"), (3, "warning"),
-                                             (20, "critical")])
+@pytest.mark.parametrize(
+    ("n", "severity"), [(1, "info"), (2, "info"), (3, "warning"), (20, "critical")]
+)
 def test_few_encoded_names(n: int, severity: str) -> None:
     w = window([], [("app/a", q, 43) for q in encoded(n)])
     [f] = detect_suspicious_name(w, CFG, RULES)
@@ -146,9 +164,14 @@ def test_empty_windows_give_nothing() -> None:
     assert detect_all(window(), CFG) == []
 
 
-@pytest.mark.parametrize(("source", "workload"), [
-    ("app/web-7d9f8b7c6-x2x4q", "app/web"), ("kube-system/cilium-x2x4q", "kube-system/cilium"),
-    ("db/postgres-0", "db/postgres-0"), ("batch/report-28374650-x2x4q", "batch/report"),
-])
+@pytest.mark.parametrize(
+    ("source", "workload"),
+    [
+        ("app/web-7d9f8b7c6-x2x4q", "app/web"),
+        ("kube-system/cilium-x2x4q", "kube-system/cilium"),
+        ("db/postgres-0", "db/postgres-0"),
+        ("batch/report-28374650-x2x4q", "batch/report"),
+    ],
+)
 def test_workload_of(source: str, workload: str) -> None:
     assert workload_of(source) == workload

@@ -5,16 +5,19 @@ import pytest
 from watcher.domains import DomainRules, registered_domain, subdomain_part
 
 
-@pytest.mark.parametrize(("name", "domain"), [
-    ("a.b.evil.example.", "evil.example"),
-    ("x.tunnel.example.org.", "example.org"),
-    ("a.b.example.co.uk.", "example.co.uk"),
-    ("d111.cloudfront.net.", "d111.cloudfront.net"),
-    ("localhost.", "localhost"),
-    ("", ""),
-    ("..hidemyself.org.", "hidemyself.org"),
-    ("A.B.EVIL.Example", "evil.example"),
-])
+@pytest.mark.parametrize(
+    ("name", "domain"),
+    [
+        ("a.b.evil.example.", "evil.example"),
+        ("x.tunnel.example.org.", "example.org"),
+        ("a.b.example.co.uk.", "example.co.uk"),
+        ("d111.cloudfront.net.", "d111.cloudfront.net"),
+        ("localhost.", "localhost"),
+        ("", ""),
+        ("..hidemyself.org.", "hidemyself.org"),
+        ("A.B.EVIL.Example", "evil.example"),
+    ],
+)
 def test_registered_domain(name: str, domain: str) -> None:
     assert registered_domain(name) == domain
 

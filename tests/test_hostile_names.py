@@ -18,10 +18,15 @@ pytestmark = pytest.mark.prometheus
 START = 1_780_000_000
 LONG = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 45]) + ".hostile.example"  # 253 chars
 ODD = [
-    'quote"inside{brace}.hostile.example', "back\\slash.hostile.example",
-    "esc\x1b[31mred.hostile.example", "rtl\u202eelpmaxe.hostile.example",
-    "q+z8anwaba/x=_y.hostile.example", "μ2lmgeigcafvza߽gxzwuton.hostile.example",
-    "<!channel>*bold*`code`&amp.hostile.example", "new\nline.hostile.example", LONG,
+    'quote"inside{brace}.hostile.example',
+    "back\\slash.hostile.example",
+    "esc\x1b[31mred.hostile.example",
+    "rtl\u202eelpmaxe.hostile.example",
+    "q+z8anwaba/x=_y.hostile.example",
+    "μ2lmgeigcafvza߽gxzwuton.hostile.example",
+    "<!channel>*bold*`code`&amp.hostile.example",
+    "new\nline.hostile.example",
+    LONG,
 ]
 
 
@@ -29,8 +34,18 @@ def hostile_cluster() -> Cluster:
     rng = np.random.default_rng(3)
     names = ODD + [f"{rng.bytes(24).hex()}{i}.hostile.example" for i in range(60)]
     c = Cluster(minutes=30, start=START)
-    c.pods.append(Pod("evil", "ransom-7d9f8b7c6-x2x4q", 0, 0, 30, names,
-                      np.full(len(names), 1 / len(names)), 30))
+    c.pods.append(
+        Pod(
+            "evil",
+            "ransom-7d9f8b7c6-x2x4q",
+            0,
+            0,
+            30,
+            names,
+            np.full(len(names), 1 / len(names)),
+            30,
+        )
+    )
     return c
 
 
@@ -41,8 +56,9 @@ def hostile() -> tuple[Cluster, str]:
 
 
 @pytest.fixture(scope="module")
-def hostile_prom(hostile: tuple[Cluster, str], tmp_path_factory: pytest.TempPathFactory
-                 ) -> Iterator[PrometheusServer]:
+def hostile_prom(
+    hostile: tuple[Cluster, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PrometheusServer]:
     server = PrometheusServer(tmp_path_factory.mktemp("prom-hostile"), hostile[1])
     yield server
     server.stop()
@@ -52,29 +68,36 @@ def test_253_char_names_are_legal_dns() -> None:
     assert len(LONG) == 253 and max(len(label) for label in LONG.split(".")) == 63
 
 
-def test_hostile_names_survive_prometheus_and_json(hostile_prom: PrometheusServer,
-                                                  tmp_path: Path) -> None:
+def test_hostile_names_survive_prometheus_and_json(
+    hostile_prom: PrometheusServer, tmp_path: Path
+) -> None:
     cfg = tmp_path / "c.yaml"  # a short window spanning the whole history: every name is in it
     cfg.write_text("windows:\n  short: 30m\n")
-    report = scan_json("--prometheus-url", hostile_prom.url, "--at", str(START + 30 * 60),
-                       "--config", str(cfg))
+    report = scan_json(
+        "--prometheus-url", hostile_prom.url, "--at", str(START + 30 * 60), "--config", str(cfg)
+    )
     burst = [f for f in report["findings"] if f["domain"] == "hostile.example"]
     assert burst and burst[0]["severity"] in ("warning", "critical")
     assert burst[0]["source"] == "evil/ransom-7d9f8b7c6-x2x4q"
     assert burst[0]["evidence"]["distinct_names"] == len(ODD) + 60
 
 
-def test_hostile_names_from_a_file_match_prometheus(hostile: tuple[Cluster, str],
-                                                    hostile_prom: PrometheusServer,
-                                                    tmp_path: Path) -> None:
+def _key(report: dict) -> list[tuple[str, str, str, int]]:  # type: ignore[type-arg]
+    return sorted(
+        (f["kind"], f["source"], f["domain"], f["evidence"]["distinct_names"])
+        for f in report["findings"]
+    )
+
+
+def test_hostile_names_from_a_file_match_prometheus(
+    hostile: tuple[Cluster, str], hostile_prom: PrometheusServer, tmp_path: Path
+) -> None:
     path = tmp_path / "h.om"
     path.write_text(hostile[1], encoding="utf-8")
     at = str(START + 30 * 60)
     a = scan_json("--metrics-file", str(path), "--at", at)
     b = scan_json("--prometheus-url", hostile_prom.url, "--at", at)
-    key = lambda r: sorted((f["kind"], f["source"], f["domain"], f["evidence"]["distinct_names"])  # noqa: E731
-                           for f in r["findings"])
-    assert key(a) == key(b)
+    assert _key(a) == _key(b)
 
 
 def test_text_output_has_no_terminal_escapes(hostile: tuple[Cluster, str], tmp_path: Path) -> None:
@@ -95,9 +118,10 @@ def test_promql_injection_through_a_source_label_is_escaped() -> None:
     import re
 
     from watcher.sources import promql
+
     hostile = ['ns/x"} or vector(1) or {a="', "ns/a.b|c"]
     m = promql.one_of("source", hostile)
-    literal = m[len('source=~"'):-1]
+    literal = m[len('source=~"') : -1]
     assert '"' not in literal.replace('\\"', "")  # no unescaped quote ends the string early
     pattern = json.loads(f'"{literal}"')  # PromQL and JSON share these string escapes
     assert all(re.fullmatch(pattern, v) for v in hostile)

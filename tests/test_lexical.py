@@ -32,14 +32,22 @@ def test_benign_domains_do_not_score_as_payloads() -> None:
     assert len(hits) / len(labels) < 0.003, hits
 
 
-@pytest.mark.parametrize("name", [
-    "www.google.com.", "api.github.com.", "login.microsoftonline.com.",
-    "thisisaverylongsubdomainforthecompanyportal.example.com.",
-    "d1a2b3c4d5e6f7.cloudfront.net.",  # the hash is part of the registered domain (PSL private)
-    "a8f7e6d5c4b3a2918273645546372819-1234567890.us-west-2.elb.amazonaws.com.",
-    "selector1._domainkey.example.com.", "_dmarc.example.com.", "ip-10-0-12-34.ec2.internal.",
-    "www.xn--80ak6aa92e.com.", "mail-eu-west-1-prod-replica-07.db.example.com.",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "www.google.com.",
+        "api.github.com.",
+        "login.microsoftonline.com.",
+        "thisisaverylongsubdomainforthecompanyportal.example.com.",
+        "d1a2b3c4d5e6f7.cloudfront.net.",  # the hash is part of the registered domain (PSL private)
+        "a8f7e6d5c4b3a2918273645546372819-1234567890.us-west-2.elb.amazonaws.com.",
+        "selector1._domainkey.example.com.",
+        "_dmarc.example.com.",
+        "ip-10-0-12-34.ec2.internal.",
+        "www.xn--80ak6aa92e.com.",
+        "mail-eu-west-1-prod-replica-07.db.example.com.",
+    ],
+)
 def test_benign_lookalikes_score_low(name: str) -> None:
     assert shape(name).score < 0.7, shape(name)
 
@@ -49,8 +57,21 @@ def test_the_issue_example_scores_high() -> None:
     assert s.score >= 0.9 and s.domain == "example.com" and s.longest_label == 63
 
 
-@pytest.mark.parametrize("name", ["", ".", "..", "a", "\x00\xff", "é" * 300, "a..b..c.", "x" * 2000,
-                                  'q"}{\\\n.example.com', "\ud800.example.com"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        ".",
+        "..",
+        "a",
+        "\x00\xff",
+        "é" * 300,
+        "a..b..c.",
+        "x" * 2000,
+        'q"}{\\\n.example.com',
+        "\ud800.example.com",
+    ],
+)
 def test_any_string_is_scored_without_raising(name: str) -> None:
     s = shape(name)
     assert 0.0 <= s.score <= 1.0 and s.est_bytes >= 0

@@ -15,21 +15,30 @@ def _scan(prom: PrometheusServer, at: int, *extra: str) -> dict:
     return scan_json("--prometheus-url", prom.url, "--at", str(at), *extra)
 
 
-@pytest.mark.parametrize("incident", [
-    "iodine-like tunnel", "tunnel from a deleted pod", "low-and-slow hex leak",
-    "three encoded names repeated 43 times", "dnscapy-like numeric tunnel",
-    "DNSExfiltrator-like tunnel", "volume flood",
-])
+@pytest.mark.parametrize(
+    "incident",
+    [
+        "iodine-like tunnel",
+        "tunnel from a deleted pod",
+        "low-and-slow hex leak",
+        "three encoded names repeated 43 times",
+        "dnscapy-like numeric tunnel",
+        "DNSExfiltrator-like tunnel",
+        "volume flood",
+    ],
+)
 def test_every_incident_is_an_alert_naming_source_and_domain(
-        cluster_prom: PrometheusServer, cluster_history: Composite, incident: str) -> None:
+    cluster_prom: PrometheusServer, cluster_history: Composite, incident: str
+) -> None:
     source, domain, minute = cluster_history.incidents[incident]
     report = _scan(cluster_prom, cluster_history.at(minute))
     hits = [f for f in alerts(report) if f["source"] == source and f["domain"] == domain]
     assert hits, f"{incident} not reported: {report['findings']}"
 
 
-def test_no_benign_workload_is_ever_alerted(cluster_prom: PrometheusServer,
-                                            cluster_history: Composite) -> None:
+def test_no_benign_workload_is_ever_alerted(
+    cluster_prom: PrometheusServer, cluster_history: Composite
+) -> None:
     """Scan every 30 minutes: only incident sources may carry alerts."""
     incident_sources = {s for s, _, _ in cluster_history.incidents.values()}
     offenders = []
@@ -41,33 +50,40 @@ def test_no_benign_workload_is_ever_alerted(cluster_prom: PrometheusServer,
 
 
 def test_persisting_series_are_not_names_queried_in_the_window(
-        cluster_prom: PrometheusServer, cluster_history: Composite) -> None:
+    cluster_prom: PrometheusServer, cluster_history: Composite
+) -> None:
     src = cluster_history.benign_burst_source
     at_end = cluster_history.at(470)
     # The 100 warm-up series are still there at the end (the pod lives on) ...
-    present = cluster_prom.query(f'count(hubble_dns_queries_total{{source="{src}",'
-                                 f'query=~".*corp-assets.example."}})', at_end)
+    present = cluster_prom.query(
+        f'count(hubble_dns_queries_total{{source="{src}",query=~".*corp-assets.example."}})', at_end
+    )
     assert present
     warmed = int(float(present[0]["value"][1]))  # type: ignore[index]
     assert warmed >= 90
     # ... but were queried 7 h earlier: outside every window, nothing is reported.
     assert not [f for f in _scan(cluster_prom, at_end)["findings"] if f["source"] == src]
     # While they were being queried, the same names are seen (so the check above can fail).
-    early = [f for f in _scan(cluster_prom, cluster_history.at(40))["findings"]
-             if f["source"] == src and f["domain"] == "corp-assets.example"]
+    early = [
+        f
+        for f in _scan(cluster_prom, cluster_history.at(40))["findings"]
+        if f["source"] == src and f["domain"] == "corp-assets.example"
+    ]
     assert early and early[0]["evidence"]["distinct_names"] == warmed
     # 400 lookups of ~100 names: repeating, plain names are not a tunnel.
     assert early[0]["severity"] == "info"
 
 
 def test_first_increment_is_counted_for_names_queried_once(
-        cluster_prom: PrometheusServer, cluster_history: Composite) -> None:
+    cluster_prom: PrometheusServer, cluster_history: Composite
+) -> None:
     source, domain, minute = cluster_history.incidents["iodine-like tunnel"]
     at = cluster_history.at(minute)
     # increase() sees nothing for series created with value 1 and never incremented.
     naive = cluster_prom.query(
         f'sum(increase(hubble_dns_queries_total{{source="{source}",query=~".*{domain}."}}[10m]))',
-        at)
+        at,
+    )
     assert not naive or float(naive[0]["value"][1]) == 0  # type: ignore[index]
     expected = len({q for _, q, _, _ in cluster_history.cluster.pod(source).extra})
     f = next(f for f in _scan(cluster_prom, at)["findings"] if f["domain"] == domain)
@@ -76,7 +92,8 @@ def test_first_increment_is_counted_for_names_queried_once(
 
 
 def test_a_pod_deleted_before_the_scan_is_still_seen(
-        cluster_prom: PrometheusServer, cluster_history: Composite) -> None:
+    cluster_prom: PrometheusServer, cluster_history: Composite
+) -> None:
     source, domain, minute = cluster_history.incidents["tunnel from a deleted pod"]
     at = cluster_history.at(minute)
     gone = cluster_prom.query(f'count(hubble_dns_queries_total{{source="{source}"}})', at)
@@ -85,31 +102,38 @@ def test_a_pod_deleted_before_the_scan_is_still_seen(
     assert hits and hits[0]["domain"] == domain
 
 
-def test_agent_restart_is_not_a_volume_spike(cluster_prom: PrometheusServer,
-                                             cluster_history: Composite) -> None:
+def test_agent_restart_is_not_a_volume_spike(
+    cluster_prom: PrometheusServer, cluster_history: Composite
+) -> None:
     minute, node = cluster_history.cluster.restarts[0]
     on_node = {p.source for p in cluster_history.cluster.pods if p.node == node}
     # The counters did drop: the sum of the node's counters falls at the restart.
-    expr = "sum(hubble_dns_queries_total{source=~\"%s\"})" % "|".join(on_node)
+    expr = f'sum(hubble_dns_queries_total{{source=~"{"|".join(on_node)}"}})'
     before = float(cluster_prom.query(expr, cluster_history.at(minute - 1))[0]["value"][1])  # type: ignore[index]
     after = float(cluster_prom.query(expr, cluster_history.at(minute + 3))[0]["value"][1])  # type: ignore[index]
     assert after < before / 2
     for m in (minute + 2, minute + 5, minute + 15):
-        vol = [f for f in _scan(cluster_prom, cluster_history.at(m))["findings"]
-               if f["kind"] == "high_volume" and f["source"] in on_node]
+        vol = [
+            f
+            for f in _scan(cluster_prom, cluster_history.at(m))["findings"]
+            if f["kind"] == "high_volume" and f["source"] in on_node
+        ]
         assert not vol, vol
 
 
-def test_cluster_domain_expansion_is_never_a_channel(cluster_prom: PrometheusServer,
-                                                     cluster_history: Composite) -> None:
+def test_cluster_domain_expansion_is_never_a_channel(
+    cluster_prom: PrometheusServer, cluster_history: Composite
+) -> None:
     for minute in (215, 412):
         report = _scan(cluster_prom, cluster_history.at(minute))
-        assert not [f for f in report["findings"]
-                    if f["domain"] and f["domain"].endswith("cluster.local")]
+        assert not [
+            f for f in report["findings"] if f["domain"] and f["domain"].endswith("cluster.local")
+        ]
 
 
-def test_a_custom_cluster_domain_is_respected(cluster_prom: PrometheusServer,
-                                              cluster_history: Composite, tmp_path) -> None:
+def test_a_custom_cluster_domain_is_respected(
+    cluster_prom: PrometheusServer, cluster_history: Composite, tmp_path
+) -> None:
     # Told the cluster domain is something else, the search-path names become visible: the
     # default config is what keeps them out.
     cfg = tmp_path / "c.yaml"
@@ -119,7 +143,8 @@ def test_a_custom_cluster_domain_is_respected(cluster_prom: PrometheusServer,
 
 
 def test_dns_as_data_lookalikes_are_allowlisted_by_default(
-        cluster_prom: PrometheusServer, cluster_history: Composite, tmp_path) -> None:
+    cluster_prom: PrometheusServer, cluster_history: Composite, tmp_path
+) -> None:
     at = cluster_history.at(300)
     default = _scan(cluster_prom, at)
     assert not [f for f in alerts(default) if f["source"].startswith("security/")]

@@ -12,7 +12,6 @@ import os
 import sys
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from watcher import __version__
@@ -45,46 +44,80 @@ def parse_time(value: str) -> float:
 
 def _add_source_args(p: argparse.ArgumentParser) -> None:
     src = p.add_argument_group("data source (one of)")
-    src.add_argument("--prometheus-url", metavar="URL",
-                     help="Prometheus base URL (default: $DNSWATCH_PROMETHEUS_URL)")
-    src.add_argument("--metrics-file", metavar="PATH",
-                     help="a Hubble /metrics scrape or an OpenMetrics history (.gz ok)")
-    p.add_argument("--at", metavar="TIME", help="scan as of TIME: RFC 3339 or Unix seconds "
-                   "(default: now; for a history file, its last sample)")
+    src.add_argument(
+        "--prometheus-url",
+        metavar="URL",
+        help="Prometheus base URL (default: $DNSWATCH_PROMETHEUS_URL)",
+    )
+    src.add_argument(
+        "--metrics-file",
+        metavar="PATH",
+        help="a Hubble /metrics scrape or an OpenMetrics history (.gz ok)",
+    )
+    p.add_argument(
+        "--at",
+        metavar="TIME",
+        help="scan as of TIME: RFC 3339 or Unix seconds "
+        "(default: now; for a history file, its last sample)",
+    )
     p.add_argument("--config", metavar="FILE", help="YAML config (see docs/configuration.md)")
     prom = p.add_argument_group("Prometheus connection")
-    prom.add_argument("--bearer-token-file", metavar="PATH", help="file with a bearer token "
-                      "(or $DNSWATCH_PROMETHEUS_TOKEN)")
-    prom.add_argument("--header", action="append", default=[], metavar="NAME=VALUE",
-                      help="extra HTTP header, e.g. X-Scope-OrgID=tenant-a (repeatable)")
+    prom.add_argument(
+        "--bearer-token-file",
+        metavar="PATH",
+        help="file with a bearer token (or $DNSWATCH_PROMETHEUS_TOKEN)",
+    )
+    prom.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra HTTP header, e.g. X-Scope-OrgID=tenant-a (repeatable)",
+    )
     prom.add_argument("--ca-file", metavar="PATH", help="CA bundle for Prometheus' certificate")
     prom.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
     prom.add_argument("--timeout", metavar="DURATION", help="per-request timeout (e.g. 30s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dnswatch", description="Find DNS exfiltration in "
-                                     "Cilium Hubble DNS metrics.", epilog=EPILOG)
+    parser = argparse.ArgumentParser(
+        prog="dnswatch",
+        description="Find DNS exfiltration in Cilium Hubble DNS metrics.",
+        epilog=EPILOG,
+    )
     parser.add_argument("--version", action="version", version=f"dnswatch {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     scan = sub.add_parser("scan", help="scan once and print findings", epilog=EPILOG)
     _add_source_args(scan)
-    scan.add_argument("--format", choices=["json", "text"],
-                      help="output format (default: text on a terminal, json otherwise)")
+    scan.add_argument(
+        "--format",
+        choices=["json", "text"],
+        help="output format (default: text on a terminal, json otherwise)",
+    )
 
-    sim = sub.add_parser("simulate", help="write an OpenMetrics history with incidents",
-                         epilog=EPILOG)
+    sim = sub.add_parser(
+        "simulate", help="write an OpenMetrics history with incidents", epilog=EPILOG
+    )
     sim.add_argument("-o", "--output", required=True, metavar="PATH", help="file (.gz ok) or -")
     sim.add_argument("--hours", type=float, default=5.0, help="history length (default 5)")
-    sim.add_argument("--start", type=float, help="Unix seconds of the first scrape "
-                     "(default: a fixed past time, for reproducible files)")
+    sim.add_argument(
+        "--start",
+        type=float,
+        help="Unix seconds of the first scrape "
+        "(default: a fixed past time, for reproducible files)",
+    )
     sim.add_argument("--seed", type=int, default=7)
-    sim.add_argument("--incident", action="append", default=[], metavar="SPEC",
-                     help="KIND[,key=value...]: KIND is tunnel, slow_leak, few_names or flood; "
-                     "keys: source, domain, at, duration, rate, encoding (base32, base64, hex, "
-                     "numeric, base64url), delete_after, factor. Repeatable.")
+    sim.add_argument(
+        "--incident",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="KIND[,key=value...]: KIND is tunnel, slow_leak, few_names or flood; "
+        "keys: source, domain, at, duration, rate, encoding (base32, base64, hex, "
+        "numeric, base64url), delete_after, factor. Repeatable.",
+    )
     sim.add_argument("--demo", action="store_true", help="add the demo's incidents")
 
     sub.add_parser("config", help="print the default configuration, every threshold explained")
@@ -133,8 +166,10 @@ def scan_window(args: argparse.Namespace, cfg: Config) -> Window:
         return fsrc.window(when)
     url = cfg.prometheus.url
     if not url:
-        raise ConfigError("no data source: give --prometheus-url URL (or set "
-                          "DNSWATCH_PROMETHEUS_URL) or --metrics-file PATH")
+        raise ConfigError(
+            "no data source: give --prometheus-url URL (or set "
+            "DNSWATCH_PROMETHEUS_URL) or --metrics-file PATH"
+        )
     return PrometheusSource(url, cfg).window(at if at is not None else time.time())
 
 
@@ -143,8 +178,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
     window = scan_window(args, cfg)
     findings: list[Finding] = detect_all(window, cfg)
     fmt = args.format or ("text" if sys.stdout.isatty() else "json")
-    out = as_json(window.at, findings, window.warnings) if fmt == "json" else \
-        as_text(window.at, findings, window.warnings)
+    out = (
+        as_json(window.at, findings, window.warnings)
+        if fmt == "json"
+        else as_text(window.at, findings, window.warnings)
+    )
     sys.stdout.write(out + "\n")
     return EXIT_OK
 
@@ -164,8 +202,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             n = simulate.write(cluster, args.output)
         except OSError as exc:
             raise ConfigError(f"cannot write {args.output}: {exc.strerror or exc}") from None
-    print(f"wrote {n} samples, {cluster.minutes} scrapes ending at {simulate.end_time(cluster)}",
-          file=sys.stderr)
+    print(
+        f"wrote {n} samples, {cluster.minutes} scrapes ending at {simulate.end_time(cluster)}",
+        file=sys.stderr,
+    )
     return EXIT_OK
 
 
@@ -195,11 +235,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
-    except Exception as exc:  # noqa: BLE001 - a bug: one line unless --debug
+    except Exception as exc:
         if debug:
             raise
-        print(f"dnswatch: internal error: {type(exc).__name__}: {exc} (rerun with --debug)",
-              file=sys.stderr)
+        print(
+            f"dnswatch: internal error: {type(exc).__name__}: {exc} (rerun with --debug)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -27,11 +27,14 @@ class _Section(BaseModel):
 class PrometheusConfig(_Section):
     url: str | None = Field(None, description="Prometheus base URL (also DNSWATCH_PROMETHEUS_URL).")
     timeout: Seconds = Field(30.0, description="Per-request timeout: a scan must fail, not hang.")
-    retries: int = Field(2, ge=0, le=10, description="Retries on connection errors and 5xx answers.")
+    retries: int = Field(
+        2, ge=0, le=10, description="Retries on connection errors and 5xx answers."
+    )
     verify_tls: bool = Field(True, description="Verify the server certificate (false: --insecure).")
     ca_file: str | None = Field(None, description="CA bundle for a private Prometheus CA.")
     bearer_token_file: str | None = Field(
-        None, description="File holding a bearer token (a mounted secret); or DNSWATCH_PROMETHEUS_TOKEN."
+        None,
+        description="File holding a bearer token (a mounted secret); or DNSWATCH_PROMETHEUS_TOKEN.",
     )
     headers: dict[str, str] = Field(
         default_factory=dict,
@@ -116,7 +119,8 @@ class VolumeConfig(_Section):
         2.0, ge=1, description="Peak must exceed the baseline's 99th percentile times this."
     )
     min_history: Seconds = Field(
-        7200, description="Less baseline than this (new pod, new workload): judge by new_source_rate."
+        7200,
+        description="Less baseline than this (new pod, new workload): judge by new_source_rate.",
     )
     new_source_rate: float = Field(
         30.0, ge=0, description="q/s a source with no usable history must exceed to alert."
@@ -126,7 +130,10 @@ class VolumeConfig(_Section):
 
 class NamesConfig(_Section):
     min_score: float = Field(
-        0.7, gt=0, le=1, description="Lexical score above which a name looks like an encoded payload."
+        0.7,
+        gt=0,
+        le=1,
+        description="Lexical score above which a name looks like an encoded payload.",
     )
     min_distinct: int = Field(
         3, ge=1, description="Encoded-looking distinct names under one domain to alert (warning)."
@@ -257,8 +264,10 @@ def load_config(path: str | Path | None = None, environ: dict[str, str] | None =
 
 def defaults_yaml() -> str:
     """The default configuration as YAML, each field with its reason as a comment."""
-    lines = ["# dnswatch configuration: every value below is the default.",
-             "# Durations take 90s, 10m, 6h, 7d or seconds. Env: DNSWATCH_<SECTION>__<FIELD>."]
+    lines = [
+        "# dnswatch configuration: every value below is the default.",
+        "# Durations take 90s, 10m, 6h, 7d or seconds. Env: DNSWATCH_<SECTION>__<FIELD>.",
+    ]
     defaults = Config().model_dump()
     for section, field in Config.model_fields.items():
         model = field.annotation

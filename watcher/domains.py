@@ -18,7 +18,8 @@ from publicsuffixlist import PublicSuffixList
 _PSL = PublicSuffixList()
 
 # Suffixes whose names carry data by design, or whose DNS is run by a provider no attacker can
-# answer for. Each line says why; docs/detection.md lists them. Override with allowlist.use_defaults.
+# answer for. Each line says why; docs/detection.md lists them. allowlist.use_defaults turns
+# them off.
 DEFAULT_ALLOWLIST: dict[str, str] = {
     # Reverse lookups: one name per peer address, digits and hex by construction.
     "in-addr.arpa": "IPv4 reverse lookups",

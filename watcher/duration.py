@@ -31,7 +31,7 @@ def promql_duration(seconds: float) -> str:
 
 def human_duration(seconds: float) -> str:
     """`21600` -> `6h`, `600` -> `10m`, `90` -> `90s`: how windows read in findings."""
-    s = int(round(seconds))
+    s = round(seconds)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if s >= size and s % size == 0:
             return f"{s // size}{unit}"

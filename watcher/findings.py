@@ -48,8 +48,10 @@ def rfc3339(ts: float) -> str:
 
 def sort_findings(findings: list[Finding]) -> list[Finding]:
     """Most severe first, then highest score; stable for equal ones."""
-    return sorted(findings, key=lambda f: (-SEVERITY_RANK[f.severity], -f.score, f.source,
-                                           f.domain or "", f.kind))
+    return sorted(
+        findings,
+        key=lambda f: (-SEVERITY_RANK[f.severity], -f.score, f.source, f.domain or "", f.kind),
+    )
 
 
 def report(at: float, findings: list[Finding], warnings: list[str] | None = None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from itertools import pairwise
 
 from watcher.domains import registered_domain, subdomain_part
 
@@ -61,7 +62,7 @@ def bigram_surprise(label: str) -> float:
     """Mean surprise (bits) per character transition of one label, start and end included."""
     s = "^" + "".join(c if c in _ALPHABET else "?" for c in label) + "$"
     total = 0.0
-    for a, b in zip(s, s[1:], strict=False):
+    for a, b in pairwise(s):
         total += _LOGP.get(a + b, _LOGP[a + "*"])
     return total / (len(s) - 1)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-
 from watcher.findings import Finding, report, rfc3339, sort_findings
 from watcher.text import terminal_safe, truncate
 
@@ -21,8 +20,15 @@ def as_text(at: float, findings: list[Finding], warnings: list[str], width: int 
     if findings:
         rows: list[tuple[str, ...]] = [("SEVERITY", "KIND", "SOURCE", "DOMAIN", "SCORE")]
         for f in sort_findings(findings):
-            rows.append((f.severity.upper(), f.kind, terminal_safe(truncate(f.source, 60)),
-                         terminal_safe(truncate(f.domain or "-", 50)), f"{f.score:.2f}"))
+            rows.append(
+                (
+                    f.severity.upper(),
+                    f.kind,
+                    terminal_safe(truncate(f.source, 60)),
+                    terminal_safe(truncate(f.domain or "-", 50)),
+                    f"{f.score:.2f}",
+                )
+            )
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines.append("")
         for i, r in enumerate(rows):
@@ -41,5 +47,3 @@ def _count(findings: list[Finding]) -> str:
     if not findings:
         return "no findings"
     return f"{alerts} alert{'s' if alerts != 1 else ''}, {info} info"
-
-

@@ -30,13 +30,30 @@ SCRAPE = 60  # seconds between scrapes
 DEFAULT_START = 1_780_000_000  # 2026-05-28T20:26:40Z: a fixed past, so histories are reproducible
 
 COMMON = [
-    "api.github.com", "registry-1.docker.io", "auth.docker.io", "production.cloudflare.docker.com",
-    "pypi.org", "files.pythonhosted.org", "sts.amazonaws.com", "s3.eu-west-1.amazonaws.com",
-    "oauth2.googleapis.com", "storage.googleapis.com", "hooks.slack.com", "api.stripe.com",
-    "sentry.io", "o450123.ingest.sentry.io", "login.microsoftonline.com", "www.google.com",
-    "d1a2b3c4d5e6f7.cloudfront.net", "e12345.dscb.akamaiedge.net", "time.cloudflare.com",
+    "api.github.com",
+    "registry-1.docker.io",
+    "auth.docker.io",
+    "production.cloudflare.docker.com",
+    "pypi.org",
+    "files.pythonhosted.org",
+    "sts.amazonaws.com",
+    "s3.eu-west-1.amazonaws.com",
+    "oauth2.googleapis.com",
+    "storage.googleapis.com",
+    "hooks.slack.com",
+    "api.stripe.com",
+    "sentry.io",
+    "o450123.ingest.sentry.io",
+    "login.microsoftonline.com",
+    "www.google.com",
+    "d1a2b3c4d5e6f7.cloudfront.net",
+    "e12345.dscb.akamaiedge.net",
+    "time.cloudflare.com",
     "a8f7e6d5c4b3a2918273645546372819-1234567890.us-west-2.elb.amazonaws.com",
-    "api.datadoghq.com", "1-courier.push.apple.com", "fcm.googleapis.com", "objects.githubusercontent.com",
+    "api.datadoghq.com",
+    "1-courier.push.apple.com",
+    "fcm.googleapis.com",
+    "objects.githubusercontent.com",
 ]
 SERVICES = ["postgres", "redis", "kafka", "api", "auth", "payments", "search", "kube-dns"]
 
@@ -46,10 +63,10 @@ def _rand_token(rng: np.random.Generator, alphabet: str, n: int) -> str:
 
 
 def _chunks(payload: str, size: int) -> str:
-    return ".".join(payload[i:i + size] for i in range(0, len(payload), size))
+    return ".".join(payload[i : i + size] for i in range(0, len(payload), size))
 
 
-# -- tunnel name encoders: (rng, sequence number) -> subdomain part (lower-cased as Hubble does) ----
+# -- tunnel name encoders: (rng, sequence number) -> subdomain part, lower-cased as Hubble does
 def _enc_base32(rng: np.random.Generator, i: int) -> str:  # iodine-style, hex user id first
     raw = rng.bytes(int(rng.integers(40, 110)))
     body = base64.b32encode(raw).decode().rstrip("=").lower()
@@ -75,7 +92,10 @@ def _enc_b64url(rng: np.random.Generator, i: int) -> str:  # DNSExfiltrator-styl
 
 
 ENCODERS: dict[str, Callable[[np.random.Generator, int], str]] = {
-    "base32": _enc_base32, "base64": _enc_base64, "hex": _enc_hex, "numeric": _enc_numeric,
+    "base32": _enc_base32,
+    "base64": _enc_base64,
+    "hex": _enc_hex,
+    "numeric": _enc_numeric,
     "base64url": _enc_b64url,
 }
 
@@ -129,7 +149,9 @@ def _pod_name(rng: np.random.Generator, app: str, kind: str = "deploy") -> str:
     return f"{app}-{_rand_token(rng, alnum, 9)}-{suffix}"
 
 
-def _profile(rng: np.random.Generator, ns: str, extra: list[str], k: int) -> tuple[list[str], np.ndarray]:
+def _profile(
+    rng: np.random.Generator, ns: str, extra: list[str], k: int
+) -> tuple[list[str], np.ndarray]:
     names = [f"{s}.{ns}.svc.{CLUSTER_DOMAIN}" for s in rng.choice(SERVICES, 3, replace=False)]
     names += list(rng.choice(COMMON, k, replace=False)) + extra
     weights = rng.pareto(1.2, len(names)) + 0.05
@@ -141,22 +163,42 @@ def base_cluster(hours: float, seed: int = 7, start: int = DEFAULT_START) -> Clu
     rng = np.random.default_rng(seed)
     minutes = int(hours * 60)
     c = Cluster(minutes=minutes, start=start, seed=seed)
-    apps = [("shop", "frontend", 40), ("shop", "checkout", 12), ("shop", "catalog", 25),
-            ("data", "etl-worker", 8), ("platform", "ingress", 60), ("monitoring", "prometheus", 20)]
+    apps = [
+        ("shop", "frontend", 40),
+        ("shop", "checkout", 12),
+        ("shop", "catalog", 25),
+        ("data", "etl-worker", 8),
+        ("platform", "ingress", 60),
+        ("monitoring", "prometheus", 20),
+    ]
     for ns, app, rate in apps:
         for _ in range(2 if app in ("frontend", "catalog") else 1):
             names, w = _profile(rng, ns, [], int(rng.integers(4, 9)))
-            c.pods.append(Pod(ns, _pod_name(rng, app), int(rng.integers(0, c.nodes)), 0, minutes,
-                              names, w, rate))
+            c.pods.append(
+                Pod(
+                    ns,
+                    _pod_name(rng, app),
+                    int(rng.integers(0, c.nodes)),
+                    0,
+                    minutes,
+                    names,
+                    w,
+                    rate,
+                )
+            )
     # Rollout halfway: the catalog pods are replaced by new ones of the same workload.
     half = minutes // 2
     for p in [p for p in c.pods if p.name.startswith("catalog-")]:
         p.end = half
-        c.pods.append(Pod(p.ns, _pod_name(rng, "catalog"), p.node, half, minutes, p.names,
-                          p.weights, p.rate))
+        c.pods.append(
+            Pod(p.ns, _pod_name(rng, "catalog"), p.node, half, minutes, p.names, p.weights, p.rate)
+        )
     # DNS-as-data look-alikes: antivirus hash lookups, DNSBL, reverse lookups.
-    av = [f"0.0.0.{i % 8}.1.0.0.4e.{_rand_token(rng, string.ascii_lowercase + string.digits, 26)}"
-          ".avqs.mcafee.com" for i in range(150)]
+    av = [
+        f"0.0.0.{i % 8}.1.0.0.4e.{_rand_token(rng, string.ascii_lowercase + string.digits, 26)}"
+        ".avqs.mcafee.com"
+        for i in range(150)
+    ]
     av += [f"{_rand_token(rng, '0123456789abcdef', 32)}.e5.sk" for _ in range(80)]
     ips = [".".join(str(int(x)) for x in rng.integers(1, 255, 4)) for _ in range(240)]
     dnsbl = [f"{ip}.zen.spamhaus.org" for ip in ips[:120]]
@@ -164,44 +206,104 @@ def base_cluster(hours: float, seed: int = 7, start: int = DEFAULT_START) -> Clu
     for app, extra, rate in (("av-scanner", av, 30), ("mail-filter", dnsbl + rev, 25)):
         names, w = _profile(rng, "security", extra, 3)
         w = np.full(len(names), 1.0 / len(names))
-        c.pods.append(Pod("security", _pod_name(rng, app), int(rng.integers(0, c.nodes)), 0, minutes,
-                          names, w, rate))
+        c.pods.append(
+            Pod(
+                "security",
+                _pod_name(rng, app),
+                int(rng.integers(0, c.nodes)),
+                0,
+                minutes,
+                names,
+                w,
+                rate,
+            )
+        )
     # A benign crawler: hundreds of distinct registered domains, each a handful of times.
-    sites = [f"www.{_rand_token(rng, string.ascii_lowercase, int(rng.integers(5, 12)))}"
-             f"{rng.choice(['shop', 'news', 'blog', 'online', 'media'])}.{rng.choice(['com', 'org', 'net', 'de', 'co.uk'])}"
-             for _ in range(200)]
+    sites = [
+        f"www.{_rand_token(rng, string.ascii_lowercase, int(rng.integers(5, 12)))}"
+        f"{rng.choice(['shop', 'news', 'blog', 'online', 'media'])}"
+        f".{rng.choice(['com', 'org', 'net', 'de', 'co.uk'])}"
+        for _ in range(200)
+    ]
     names, _ = _profile(rng, "crawler", sites, 2)
-    c.pods.append(Pod("crawler", _pod_name(rng, "spider"), 0, 0, minutes, names,
-                      np.full(len(names), 1.0 / len(names)), 20))
+    c.pods.append(
+        Pod(
+            "crawler",
+            _pod_name(rng, "spider"),
+            0,
+            0,
+            minutes,
+            names,
+            np.full(len(names), 1.0 / len(names)),
+            20,
+        )
+    )
     # A batch job with hourly bursts (benign periodic volume).
     names, w = _profile(rng, "data", [], 5)
-    c.pods.append(Pod("data", _pod_name(rng, "reporter"), 1, 0, minutes, names, w, 3,
-                      rate_at=lambda m: 12.0 if m % 60 < 6 else 1.0))
+    c.pods.append(
+        Pod(
+            "data",
+            _pod_name(rng, "reporter"),
+            1,
+            0,
+            minutes,
+            names,
+            w,
+            3,
+            rate_at=lambda m: 12.0 if m % 60 < 6 else 1.0,
+        )
+    )
     # A cilium-agent restart on node 1 in the middle of the history: counters reset.
     c.restarts.append((int(minutes * 0.6), 1))
     return c
 
 
-def add_incident(c: Cluster, kind: str, rng: np.random.Generator, *, source: str | None = None,
-                 domain: str = "evil.example", at: int = 0, duration: int = 10, rate: float = 20,
-                 encoding: str = "base32", delete_after: int | None = None,
-                 factor: float = 20) -> str:
+def add_incident(
+    c: Cluster,
+    kind: str,
+    rng: np.random.Generator,
+    *,
+    source: str | None = None,
+    domain: str = "evil.example",
+    at: int = 0,
+    duration: int = 10,
+    rate: float = 20,
+    encoding: str = "base32",
+    delete_after: int | None = None,
+    factor: float = 20,
+) -> str:
     """Inject an incident; returns the source (ns/pod) it runs in."""
     if kind in ("tunnel", "slow_leak", "few_names"):
         if encoding not in ENCODERS:
             raise ConfigError(f"unknown encoding {encoding!r}: one of {', '.join(ENCODERS)}")
         if source is None:
             names, w = _profile(rng, "default", [], 3)
-            end = min(c.minutes, at + duration + delete_after) if delete_after is not None \
+            end = (
+                min(c.minutes, at + duration + delete_after)
+                if delete_after is not None
                 else c.minutes
-            pod = Pod("default", _pod_name(rng, "worker"), int(rng.integers(0, c.nodes)),
-                      max(0, at - 30), end, names, w, 4)
+            )
+            pod = Pod(
+                "default",
+                _pod_name(rng, "worker"),
+                int(rng.integers(0, c.nodes)),
+                max(0, at - 30),
+                end,
+                names,
+                w,
+                4,
+            )
             c.pods.append(pod)
         else:
             pod = c.pod(source)
         enc = ENCODERS[encoding]
-        qtype = {"base32": "NULL", "base64": "TXT", "hex": "CNAME", "numeric": "A",
-                 "base64url": "TXT"}[encoding]
+        qtype = {
+            "base32": "NULL",
+            "base64": "TXT",
+            "hex": "CNAME",
+            "numeric": "A",
+            "base64url": "TXT",
+        }[encoding]
         if kind == "few_names":
             fixed = [f"{enc(rng, i)}.{domain}" for i in range(3)]
             for m in range(at, min(c.minutes, at + duration)):
@@ -218,7 +320,11 @@ def add_incident(c: Cluster, kind: str, rng: np.random.Generator, *, source: str
     if kind == "flood":
         pod = c.pod(source) if source else c.pods[int(rng.integers(0, len(c.pods)))]
         old = pod.rate_at
-        pod.rate_at = lambda m, old=old: (factor if at <= m < at + duration else 1.0) * old(m)
+
+        def flooded(m: int) -> float:
+            return (factor if at <= m < at + duration else 1.0) * old(m)
+
+        pod.rate_at = flooded
         return pod.source
     raise ConfigError(f"unknown incident kind {kind!r}: tunnel, slow_leak, few_names or flood")
 
@@ -247,13 +353,19 @@ def write_openmetrics(c: Cluster, out: IO[str]) -> int:
         fqdns = [name]
         if not name.endswith(CLUSTER_DOMAIN) and dots < 5:
             # ndots:5: each search suffix is tried first (NXDOMAIN), then the name itself.
-            fqdns = [f"{name}.{p.ns}.svc.{CLUSTER_DOMAIN}", f"{name}.svc.{CLUSTER_DOMAIN}",
-                     f"{name}.{CLUSTER_DOMAIN}", name]
+            fqdns = [
+                f"{name}.{p.ns}.svc.{CLUSTER_DOMAIN}",
+                f"{name}.svc.{CLUSTER_DOMAIN}",
+                f"{name}.{CLUSTER_DOMAIN}",
+                name,
+            ]
         for fq in fqdns:
             key = (idx, fq, qtype)
             if key not in prefix:
-                labels = (f'destination="{coredns[idx % 2]}",ips_returned="0",qtypes="{qtype}",'
-                          f'query="{_escape(fq.lower() + ".")}",rcode="",source="{_escape(p.source)}"')
+                labels = (
+                    f'destination="{coredns[idx % 2]}",ips_returned="0",qtypes="{qtype}",'
+                    f'query="{_escape(fq.lower() + ".")}",rcode="",source="{_escape(p.source)}"'
+                )
                 prefix[key] = f"{METRIC}{{{labels}}} "
             live[key] = live.get(key, 0) + n
 
@@ -271,7 +383,9 @@ def write_openmetrics(c: Cluster, out: IO[str]) -> int:
                 continue
             n = int(rng.poisson(p.rate * p.rate_at(m)))
             if n:
-                counts = np.bincount(rng.choice(len(p.names), n, p=p.weights), minlength=len(p.names))
+                counts = np.bincount(
+                    rng.choice(len(p.names), n, p=p.weights), minlength=len(p.names)
+                )
                 for j in np.nonzero(counts)[0]:
                     hit(idx, p.names[j], p.qtype, int(counts[j]))
         for idx, q, qt, n in extras.get(m, ()):

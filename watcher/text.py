@@ -16,7 +16,7 @@ def truncate(name: str, limit: int) -> str:
 
 
 def terminal_safe(text: str) -> str:
-    """No escape sequences, control or bidi characters reach a terminal: show them as \\xNN/\\uNNNN."""
+    """No escape sequences, control or bidi characters reach a terminal: shown as escapes."""
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 

@@ -18,8 +18,13 @@ NAME_COLUMNS = ["source", "name", "queries"]
 
 
 def empty_names() -> pd.DataFrame:
-    return pd.DataFrame({"source": pd.Series(dtype=str), "name": pd.Series(dtype=str),
-                         "queries": pd.Series(dtype=float)})
+    return pd.DataFrame(
+        {
+            "source": pd.Series(dtype=str),
+            "name": pd.Series(dtype=str),
+            "queries": pd.Series(dtype=float),
+        }
+    )
 
 
 @dataclass(frozen=True)

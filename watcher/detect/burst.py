@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from watcher.config import Config
 from watcher.detect.evidence import annotate, group_evidence
 from watcher.domains import DomainRules
@@ -19,8 +18,11 @@ def _judge(distinct: int, encoded: float, unique: float, base: int, cfg: Config)
         return "info" if distinct >= b.info_min_distinct else None
     threshold = min(base, b.encoded_min_distinct) if looks_encoded else base
     if distinct >= threshold:
-        critical_at = max(base, b.encoded_min_distinct * b.critical_factor) if looks_encoded \
+        critical_at = (
+            max(base, b.encoded_min_distinct * b.critical_factor)
+            if looks_encoded
             else base * b.critical_factor
+        )
         return "critical" if distinct >= critical_at else "warning"
     return "info" if distinct >= b.info_min_distinct else None
 
@@ -36,20 +38,31 @@ def detect_subdomain_burst(window: Window, cfg: Config, rules: DomainRules) -> l
         if table.empty:
             continue
         counts = table.groupby(["source", "domain"])["name"].nunique()
-        candidates = counts[counts >= min(cfg.burst.info_min_distinct,
-                                          cfg.burst.encoded_min_distinct)].index
+        candidates = counts[
+            counts >= min(cfg.burst.info_min_distinct, cfg.burst.encoded_min_distinct)
+        ].index
         label = human_duration(seconds)
         for source, domain in candidates:
             group = table[(table["source"] == source) & (table["domain"] == domain)]
-            ev = group_evidence(group, label, cfg.output.sample_names, cfg.output.max_name_chars,
-                                cfg.names.min_score)
-            severity = _judge(ev["distinct_names"], ev["encoded_fraction"], ev["unique_ratio"],
-                              base, cfg)
+            ev = group_evidence(
+                group,
+                label,
+                cfg.output.sample_names,
+                cfg.output.max_name_chars,
+                cfg.names.min_score,
+            )
+            severity = _judge(
+                ev["distinct_names"], ev["encoded_fraction"], ev["unique_ratio"], base, cfg
+            )
             if severity is None:
                 continue
             ev["threshold_distinct"] = base
-            score = min(1.0, 0.5 * min(1.0, ev["distinct_names"] / (2 * base))
-                        + 0.5 * ev["encoded_fraction"] + 0.25 * (severity == "critical"))
+            score = min(
+                1.0,
+                0.5 * min(1.0, ev["distinct_names"] / (2 * base))
+                + 0.5 * ev["encoded_fraction"]
+                + 0.25 * (severity == "critical"),
+            )
             finding = Finding(
                 kind="subdomain_burst",
                 severity=severity,
@@ -65,11 +78,10 @@ def detect_subdomain_burst(window: Window, cfg: Config, rules: DomainRules) -> l
             key = (str(source), str(domain))
             old = best.get(key)
             # Most severe wins; on a tie, the window holding more of the incident.
-            if old is None or (SEVERITY_RANK[finding.severity], finding.score,
-                               ev["distinct_names"]) > (SEVERITY_RANK[old.severity], old.score,
-                                                        old.evidence["distinct_names"]):
+            if old is None or (
+                SEVERITY_RANK[finding.severity],
+                finding.score,
+                ev["distinct_names"],
+            ) > (SEVERITY_RANK[old.severity], old.score, old.evidence["distinct_names"]):
                 best[key] = finding
     return list(best.values())
-
-
-

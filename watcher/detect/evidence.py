@@ -16,8 +16,9 @@ from watcher.text import truncate
 def annotate(names: pd.DataFrame, rules: DomainRules) -> pd.DataFrame:
     """Add domain and shape columns; drop the cluster domain, allowlisted names and sources."""
     if names.empty:
-        return names.assign(domain=[], score=[], entropy=[], alphabet=[], est_bytes=[],
-                            payload_chars=[])
+        return names.assign(
+            domain=[], score=[], entropy=[], alphabet=[], est_bytes=[], payload_chars=[]
+        )
     uniq = names["name"].unique()
     shapes = {n: shape(n) for n in uniq}
     ignored = {n for n in uniq if rules.ignores(n)}
@@ -34,8 +35,9 @@ def annotate(names: pd.DataFrame, rules: DomainRules) -> pd.DataFrame:
     return out[out["domain"] != ""]
 
 
-def group_evidence(group: pd.DataFrame, window: str, samples: int, max_chars: int,
-                   min_score: float) -> dict[str, Any]:
+def group_evidence(
+    group: pd.DataFrame, window: str, samples: int, max_chars: int, min_score: float
+) -> dict[str, Any]:
     """Evidence of one (source, domain) group of distinct names."""
     distinct = int(group["name"].nunique())
     queries = float(group["queries"].sum())

@@ -19,8 +19,9 @@ def detect_suspicious_name(window: Window, cfg: Config, rules: DomainRules) -> l
     label = human_duration(window.long_seconds)
     out: list[Finding] = []
     for (source, domain), group in hits.groupby(["source", "domain"]):
-        ev = group_evidence(group, label, cfg.output.sample_names, cfg.output.max_name_chars,
-                            n.min_score)
+        ev = group_evidence(
+            group, label, cfg.output.sample_names, cfg.output.max_name_chars, n.min_score
+        )
         k = ev["distinct_names"]
         severity: Severity = (
             "critical" if k >= n.critical_distinct else "warning" if k >= n.min_distinct else "info"

@@ -30,7 +30,7 @@ def _lifetime(series: pd.Series) -> pd.Series:
     seen = series.notna()
     if not seen.any():
         return series.iloc[0:0]
-    return series.loc[seen.idxmax():].fillna(0.0).iloc[1:]
+    return series.loc[seen.idxmax() :].fillna(0.0).iloc[1:]
 
 
 def _baseline(rates: np.ndarray, kind: str, step: float, cfg: Config) -> Baseline:
@@ -52,8 +52,12 @@ def _threshold(b: Baseline, cfg: Config) -> float:
     v = cfg.volume
     if b.kind == "none":
         return max(v.min_rate, v.new_source_rate)
-    return max(v.min_rate, v.ratio * b.median, b.median + v.robust_z * 1.4826 * b.mad,
-               v.peak_factor * b.p99)
+    return max(
+        v.min_rate,
+        v.ratio * b.median,
+        b.median + v.robust_z * 1.4826 * b.mad,
+        v.peak_factor * b.p99,
+    )
 
 
 def detect_high_volume(window: Window, cfg: Config, rules: DomainRules) -> list[Finding]:
@@ -68,7 +72,7 @@ def detect_high_volume(window: Window, cfg: Config, rules: DomainRules) -> list[
     recent = rates[recent_mask]
     if recent.empty:
         return []
-    span = max(1, int(round(v.smoothing / step)))
+    span = max(1, round(v.smoothing / step))
     peaks = recent.fillna(0.0).rolling(span, min_periods=1).mean().max()
     workloads: dict[str, list[str]] = {}
     for src in rates.columns:
@@ -82,14 +86,18 @@ def detect_high_volume(window: Window, cfg: Config, rules: DomainRules) -> list[
         if len(own) * step >= v.min_history:
             base = _baseline(own, "own", step, cfg)
         else:
-            sibs = [_lifetime(past[s]).to_numpy(dtype=float)
-                    for s in workloads[workload_of(src)] if s != src]
+            sibs = [
+                _lifetime(past[s]).to_numpy(dtype=float)
+                for s in workloads[workload_of(src)]
+                if s != src
+            ]
             pooled = np.concatenate([own, *sibs]) if sibs else own
             if len(pooled) * step >= v.min_history and sibs:
                 base = _baseline(pooled, "workload", step, cfg)
             else:
-                base = Baseline("none", len(own) * step, float(np.median(own)) if len(own) else 0.0,
-                                0.0, 0.0)
+                base = Baseline(
+                    "none", len(own) * step, float(np.median(own)) if len(own) else 0.0, 0.0, 0.0
+                )
         threshold = _threshold(base, cfg)
         if peak < threshold:
             continue
@@ -102,7 +110,8 @@ def detect_high_volume(window: Window, cfg: Config, rules: DomainRules) -> list[
                 source=src,
                 domain=None,
                 score=float(min(1.0, 0.5 + 0.5 * (peak / threshold - 1) / (v.critical_factor - 1)))
-                if v.critical_factor > 1 else 1.0,
+                if v.critical_factor > 1
+                else 1.0,
                 summary=(
                     f"{peak:.1f} DNS queries/s against a baseline of {base.median:.2f}/s "
                     f"({'no usable history' if base.kind == 'none' else base.kind + ' history'}; "

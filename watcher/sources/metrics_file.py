@@ -123,7 +123,7 @@ def read_samples(path: Path, metric: str) -> tuple[pd.DataFrame, bool]:
 
 
 def _series_key(block: str, metric: str, label_sets: dict[str, dict[str, str]]) -> str | None:
-    rest = block[len(metric):].rstrip()
+    rest = block[len(metric) :].rstrip()
     if rest.startswith("{"):
         labels, end = parse_labels(block, len(metric))
         if block[end:].strip():
@@ -168,7 +168,8 @@ class MetricsFileSource:
         for label in lab.source:
             if not any(ls.get(label) for ls in labels.values()):
                 raise MissingDataError(
-                    f"metric {lab.metric} has no '{label}' label: set labels.source in the config")
+                    f"metric {lab.metric} has no '{label}' label: set labels.source in the config"
+                )
         warnings: list[str] = []
         history = bool(frame["t"].notna().all())
         t = frame["t"].to_numpy(dtype=float)
@@ -177,10 +178,15 @@ class MetricsFileSource:
         else:
             # One scrape: counters are totals since each agent started; there is no "before".
             t = np.full(len(frame), at)
-            warnings.append("single scrape: counts are totals since the agents started; "
-                            "high_volume needs a history (Prometheus or an OpenMetrics file)")
+            warnings.append(
+                "single scrape: counts are totals since the agents started; "
+                "high_volume needs a history (Prometheus or an OpenMetrics file)"
+            )
         key_info = {
-            k: ("/".join(ls.get(label, "") for label in lab.source), normalize(ls.get(lab.query, "")))
+            k: (
+                "/".join(ls.get(label, "") for label in lab.source),
+                normalize(ls.get(lab.query, "")),
+            )
             for k, ls in labels.items()
         }
         df = pd.DataFrame({"key": frame["key"].to_numpy(), "t": t, "v": frame["v"].to_numpy()})
@@ -208,8 +214,9 @@ class MetricsFileSource:
         if history:
             part = everything[everything["t"] > at - cfg.windows.baseline]
             end = at - np.floor((at - part["t"].to_numpy()) / step) * step
-            volume = (part.assign(end=end).groupby(["end", "source"])["delta"].sum()
-                      .unstack("source"))
+            volume = (
+                part.assign(end=end).groupby(["end", "source"])["delta"].sum().unstack("source")
+            )
             # Steps with no activity at all are still steps: keep the time axis complete.
             full = at - np.arange(int(cfg.windows.baseline // step))[::-1] * step
             volume = volume.reindex(full)
@@ -220,8 +227,9 @@ class MetricsFileSource:
             step_seconds=step,
             short=short,
             long=long,
-            shaped=apply_prefilter(long, cfg.names.prefilter_label_length,
-                                   cfg.names.prefilter_name_length),
+            shaped=apply_prefilter(
+                long, cfg.names.prefilter_label_length, cfg.names.prefilter_name_length
+            ),
             volume=volume,
             complete=True,
             warnings=warnings,

@@ -15,7 +15,8 @@ from typing import Any
 
 import pandas as pd
 import requests
-from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from watcher.config import Config
@@ -26,7 +27,7 @@ from watcher.text import promql_string, terminal_safe
 from watcher.window import Window, empty_names, shape_prefilter
 
 HELM_HINT = (
-    'enable it in Cilium\'s Helm values: hubble.metrics.enabled="{dns:query;ignoreAAAA;'
+    "enable it in Cilium's Helm values: hubble.metrics.enabled=\"{dns:query;ignoreAAAA;"
     'sourceContext=pod;destinationContext=pod}"'
 )
 
@@ -93,7 +94,9 @@ class PrometheusSource:
             reason = type(exc).__name__
             raise SourceError(f"cannot reach Prometheus at {self.url} ({reason})") from None
         except PrometheusApiClientException as exc:
-            raise SourceError(f"Prometheus answered with an error: {_api_error(str(exc))}") from None
+            raise SourceError(
+                f"Prometheus answered with an error: {_api_error(str(exc))}"
+            ) from None
         except (ValueError, KeyError, TypeError):
             raise SourceError(f"{self.url} did not answer like a Prometheus API") from None
         if not isinstance(result, list):
@@ -114,14 +117,16 @@ class PrometheusSource:
 
     # -- checks ----------------------------------------------------------------------------------
     def _count(self, sel: str, at: float, seconds: float | None) -> float:
-        expr = f"count({sel})" if seconds is None else (
-            f"count(last_over_time({sel}[{int(seconds)}s]))"
+        expr = (
+            f"count({sel})"
+            if seconds is None
+            else (f"count(last_over_time({sel}[{int(seconds)}s]))")
         )
         res = self.query(expr, at)
         return float(res[0]["value"][1]) if res else 0.0
 
     def check(self, at: float) -> list[str]:
-        """Fail in one line when the metric or a needed label is missing; warn when it went absent."""
+        """Fail in one line if the metric or a needed label is missing; warn if it went absent."""
         lab = self.cfg.labels
         warnings: list[str] = []
         span: float | None = None
@@ -136,9 +141,7 @@ class PrometheusSource:
                 "(e.g. sample_limit hit by a flood of unique names) or the agents down"
             )
         if self._count(f'{lab.metric}{{{lab.query}!=""}}', at, span) == 0:
-            raise MissingDataError(
-                f"metric {lab.metric} has no '{lab.query}' label; {HELM_HINT}"
-            )
+            raise MissingDataError(f"metric {lab.metric} has no '{lab.query}' label; {HELM_HINT}")
         for label in lab.source:
             if self._count(f'{lab.metric}{{{label}!=""}}', at, span) == 0:
                 raise MissingDataError(
@@ -168,8 +171,9 @@ class PrometheusSource:
         warnings = self.check(at)
         matchers = promql.base_matchers(lab.query, lab.cluster_domain)
         sel = promql.selector(lab.metric, matchers)
-        rules = DomainRules.build(lab.cluster_domain, cfg.allowlist.suffixes,
-                                  cfg.allowlist.use_defaults)
+        rules = DomainRules.build(
+            lab.cluster_domain, cfg.allowlist.suffixes, cfg.allowlist.use_defaults
+        )
         min_distinct = min(cfg.burst.info_min_distinct, cfg.burst.encoded_min_distinct)
 
         spans = {"short": cfg.windows.short, "long": cfg.windows.long}
@@ -183,25 +187,35 @@ class PrometheusSource:
                     by_zone.setdefault(zone, set()).add(self._source_of(r["metric"]))
             parts = []
             for zone, sources in sorted(by_zone.items()):
-                zsel = promql.selector(lab.metric, [*matchers, promql.under_zone(lab.query, zone),
-                                                    *self._source_matchers(sources)])
+                zsel = promql.selector(
+                    lab.metric,
+                    [
+                        *matchers,
+                        promql.under_zone(lab.query, zone),
+                        *self._source_matchers(sources),
+                    ],
+                )
                 frame = self._names_frame(
-                    self.query(promql.names(zsel, seconds, lab.source, lab.query), at))
+                    self.query(promql.names(zsel, seconds, lab.source, lab.query), at)
+                )
                 parts.append(frame[frame["source"].isin(sources)])
             frames[name] = pd.concat(parts, ignore_index=True) if parts else empty_names()
 
         pattern = shape_prefilter(cfg.names.prefilter_label_length, cfg.names.prefilter_name_length)
         ssel = promql.selector(lab.metric, [*matchers, f"{lab.query}=~{promql_string(pattern)}"])
         shaped = self._names_frame(
-            self.query(promql.names(ssel, cfg.windows.long, lab.source, lab.query), at))
+            self.query(promql.names(ssel, cfg.windows.long, lab.source, lab.query), at)
+        )
 
         step = cfg.windows.step
         # Volume counts all of a source's DNS, cluster domain included.
-        rows = self.query_range(promql.volume(lab.metric, step, lab.source), at - cfg.windows.baseline
-                                + step, at, step)
+        rows = self.query_range(
+            promql.volume(lab.metric, step, lab.source), at - cfg.windows.baseline + step, at, step
+        )
         series = {
             self._source_of(r["metric"]): pd.Series(
-                [float(v) for _, v in r["values"]], index=[float(t) for t, _ in r["values"]])
+                [float(v) for _, v in r["values"]], index=[float(t) for t, _ in r["values"]]
+            )
             for r in rows
         }
         volume = pd.DataFrame(series).sort_index() if series else pd.DataFrame()
@@ -224,8 +238,10 @@ class PrometheusSource:
             return [promql.one_of(labels[0], sources)]
         # ns/pod split back into its labels; the cross product over-fetches, filtered after.
         parts = [s.split("/", len(labels) - 1) for s in sources]
-        return [promql.one_of(label, {p[i] for p in parts if len(p) == len(labels)})
-                for i, label in enumerate(labels)]
+        return [
+            promql.one_of(label, {p[i] for p in parts if len(p) == len(labels)})
+            for i, label in enumerate(labels)
+        ]
 
 
 def _api_error(raw: str) -> str:
