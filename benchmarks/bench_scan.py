@@ -1,0 +1,142 @@
+"""Scan time and memory against cluster size, through a real Prometheus: a table and JSON.
+
+    python benchmarks/bench_scan.py [--sizes 0,200,800] [--hours 3]
+
+Each size adds that many filler pods (each resolving 40 distinct names, every series persisting) to
+the simulator's busy cluster with a tunnel, backfills it with promtool, starts Prometheus on
+127.0.0.1 and times `dnswatch scan --format json` as a separate process (wall time and peak RSS
+from wait4). Quote ratios between rows of one run; absolute times drift between machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.promserver import PrometheusServer  # noqa: E402
+from watcher.simulate import SCRAPE, Pod, add_incident, base_cluster, write_openmetrics  # noqa: E402
+
+
+def cluster(fillers: int, hours: float) -> tuple[str, int, int]:
+    c = base_cluster(hours, seed=5)
+    rng = np.random.default_rng(9)
+    at = c.minutes - 5
+    add_incident(c, "tunnel", rng, domain="t.bench.example", at=at - 10, duration=10, rate=15)
+    for i in range(fillers):
+        names = [f"api-{j}.svc-{i}.region-{j % 7}.internal-{i % 13}.example.com" for j in range(40)]
+        c.pods.append(
+            Pod(
+                "fill",
+                f"app{i}-5c8d7f6b9-{i:05d}"[-30:],
+                i % 3,
+                0,
+                c.minutes,
+                names,
+                np.full(40, 1 / 40),
+                2,
+            )
+        )
+    buf = io.StringIO()
+    samples = write_openmetrics(c, buf)
+    return buf.getvalue(), samples, c.start + at * SCRAPE
+
+
+def run_child(cmd: list[str]) -> tuple[float, float, int, str]:
+    """Wall time and peak RSS (MiB) of one child process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT)
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return time.perf_counter() - start, usage.ru_maxrss / 1024, proc.returncode, out.decode()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="0,200,800", help="filler pods per row")
+    ap.add_argument("--hours", type=float, default=3.0)
+    ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "bench_scan.json"))
+    args = ap.parse_args()
+    rows = []
+    for fillers in [int(s) for s in args.sizes.split(",")]:
+        text, samples, at = cluster(fillers, args.hours)
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            server = PrometheusServer(Path(tmp), text)
+            load = time.perf_counter() - t0
+            try:
+                series = int(
+                    float(server.query("count(hubble_dns_queries_total)", at)[0]["value"][1])
+                )  # type: ignore[index]
+                scan = [
+                    sys.executable,
+                    "-m",
+                    "watcher.cli",
+                    "scan",
+                    "--prometheus-url",
+                    server.url,
+                    "--at",
+                    str(at),
+                    "--format",
+                    "json",
+                ]
+                run_child(scan)  # warm Prometheus' caches once
+                times = [run_child(scan) for _ in range(3)]
+                ok = all(code == 0 for _, _, code, _ in times)
+                found = json.loads(times[-1][3])["findings"] if ok else []
+                hit = any(f["domain"] == "bench.example" and f["severity"] != "info" for f in found)
+                hist = Path(tmp) / "history.om"
+                ftime, frss, fcode, _ = run_child(
+                    [
+                        sys.executable,
+                        "-m",
+                        "watcher.cli",
+                        "scan",
+                        "--metrics-file",
+                        str(hist),
+                        "--at",
+                        str(at),
+                        "--format",
+                        "json",
+                    ]
+                )
+            finally:
+                server.stop()
+        rows.append(
+            {
+                "filler_pods": fillers,
+                "series_at_scan": series,
+                "samples": samples,
+                "backfill_and_start_s": round(load, 2),
+                "scan_prometheus_s": round(float(np.median([t for t, _, _, _ in times])), 3),
+                "scan_prometheus_rss_mib": round(max(r for _, r, _, _ in times), 1),
+                "scan_file_s": round(ftime, 2),
+                "scan_file_rss_mib": round(frss, 1),
+                "tunnel_found": hit and ok and fcode == 0,
+            }
+        )
+        print(f"done: {rows[-1]}", file=sys.stderr)
+    cols = list(rows[0])
+    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
+    for r in rows:
+        print("  ".join(str(r[c]).ljust(w) for c, w in zip(cols, widths, strict=True)))
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
