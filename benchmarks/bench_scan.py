@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -53,15 +52,27 @@ def cluster(fillers: int, hours: float) -> tuple[str, int, int]:
     return buf.getvalue(), samples, c.start + at * SCRAPE
 
 
-def run_child(cmd: list[str]) -> tuple[float, float, int, str]:
-    """Wall time and peak RSS (MiB) of one child process."""
+# The child reports its own peak (VmHWM): ru_maxrss from wait4 would carry over the parent's
+# high-water mark through fork and exec, and this parent holds whole histories in memory.
+PEAK = (
+    "import atexit, sys\n"
+    "from watcher.cli import main\n"
+    "atexit.register(lambda: sys.stderr.write(next(line for line in open('/proc/self/status')"
+    " if line.startswith('VmHWM'))))\n"
+    "sys.exit(main(sys.argv[1:]))"
+)
+
+
+def run_child(args: list[str]) -> tuple[float, float, int, str]:
+    """Wall time and peak RSS (MiB) of one `dnswatch` process."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT)
-    assert proc.stdout is not None
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return time.perf_counter() - start, usage.ru_maxrss / 1024, proc.returncode, out.decode()
+    proc = subprocess.run(
+        [sys.executable, "-c", PEAK, *args], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+    elapsed = time.perf_counter() - start
+    peak = [line for line in proc.stderr.splitlines() if line.startswith("VmHWM")]
+    rss = int(peak[-1].split()[1]) / 1024 if peak else float("nan")
+    return elapsed, rss, proc.returncode, proc.stdout
 
 
 def main() -> None:
@@ -81,38 +92,15 @@ def main() -> None:
                 series = int(
                     float(server.query("count(hubble_dns_queries_total)", at)[0]["value"][1])
                 )  # type: ignore[index]
-                scan = [
-                    sys.executable,
-                    "-m",
-                    "watcher.cli",
-                    "scan",
-                    "--prometheus-url",
-                    server.url,
-                    "--at",
-                    str(at),
-                    "--format",
-                    "json",
-                ]
+                scan = ["scan", "--prometheus-url", server.url, "--at", str(at), "--format", "json"]
                 run_child(scan)  # warm Prometheus' caches once
                 times = [run_child(scan) for _ in range(3)]
                 ok = all(code == 0 for _, _, code, _ in times)
                 found = json.loads(times[-1][3])["findings"] if ok else []
                 hit = any(f["domain"] == "bench.example" and f["severity"] != "info" for f in found)
                 hist = Path(tmp) / "history.om"
-                ftime, frss, fcode, _ = run_child(
-                    [
-                        sys.executable,
-                        "-m",
-                        "watcher.cli",
-                        "scan",
-                        "--metrics-file",
-                        str(hist),
-                        "--at",
-                        str(at),
-                        "--format",
-                        "json",
-                    ]
-                )
+                fscan = ["scan", "--metrics-file", str(hist), "--at", str(at), "--format", "json"]
+                ftime, frss, fcode, _ = run_child(fscan)
             finally:
                 server.stop()
         rows.append(

@@ -38,3 +38,22 @@ def test_rules() -> None:
     assert rules.ignores_source("monitoring/prometheus-0") and not rules.ignores_source("shop/a")
     bare = DomainRules.build("cluster.local", use_defaults=False)
     assert not bare.is_allowlisted("1.2.3.4.in-addr.arpa")
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("4.3.2.1.zen.spamhaus.org.", True),
+        ("4.3.2.1.bl.unknown-dnsbl.example.", True),
+        ("1.0.0.127.dnsbl.example.net.", True),
+        (".".join("0123456789abcdef0123456789abcdef") + ".rbl.example.", True),
+        ("300.3.2.1.zen.example.", False),
+        ("a.56178.tunnel.example.org.", False),
+        ("1.2.3.example.com.", False),
+    ],
+)
+def test_address_lookups(name: str, expected: bool) -> None:
+    from watcher.domains import is_address_lookup
+
+    assert is_address_lookup(name) is expected
+    assert DomainRules.build("cluster.local").ignores(name) is expected

@@ -119,7 +119,7 @@ class VolumeConfig(_Section):
         2.0, ge=1, description="Peak must exceed the baseline's 99th percentile times this."
     )
     min_history: Seconds = Field(
-        7200,
+        3600,
         description="Less baseline than this (new pod, new workload): judge by new_source_rate.",
     )
     new_source_rate: float = Field(
@@ -159,6 +159,13 @@ class AllowlistConfig(_Section):
     )
     suffixes: list[str] = Field(
         default_factory=list, description="More domain suffixes never reported (e.g. corp.example)."
+    )
+    address_lookups: bool = Field(
+        True,
+        description=(
+            "Ignore names that start with a reversed IPv4 address or IPv6 nibbles: how every "
+            "DNSBL and reputation service asks about an address, listed above or not."
+        ),
     )
     sources: list[str] = Field(
         default_factory=list, description="Sources (glob, e.g. 'monitoring/*') never reported."

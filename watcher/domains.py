@@ -9,6 +9,7 @@ operated by AWS, and a CDN hash in it is not a payload).
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -36,13 +37,30 @@ DEFAULT_ALLOWLIST: dict[str, str] = {
     "mailspike.net": "Mailspike reputation",
     "abuseat.org": "CBL blocklist",
     "senderscore.com": "Validity SenderScore reputation",
+    "surriel.com": "PSBL blocklist",
+    "uceprotect.net": "UCEPROTECT blocklists",
+    "dronebl.org": "DroneBL",
+    "manitu.net": "NiX Spam blocklist",
+    "gbudb.net": "GBUdb truncate",
+    "blocklist.de": "blocklist.de",
+    "junkemailfilter.com": "Hostkarma",
+    "nordspam.com": "NordSpam",
+    "interserver.net": "InterServer RBL",
+    "0spam.org": "0spam",
+    "spameatingmonkey.net": "Spam Eating Monkey",
+    "invaluement.com": "Invaluement",
+    "rbl.jp": "RBL.JP",
     # Antivirus and threat-intel reputation lookups: file hashes encoded in names.
-    "avqs.mcafee.com": "McAfee GTI file reputation",
-    "avts.mcafee.com": "McAfee GTI file reputation",
-    "gti.mcafee.com": "McAfee GTI",
+    "mcafee.com": "McAfee GTI file reputation (avqs/avts.mcafee.com)",
+    "trellix.com": "Trellix (McAfee) GTI",
     "e5.sk": "ESET LiveGrid reputation",
     "eset.com": "ESET services",
+    "eset.net": "ESET services",
     "sophosxl.net": "Sophos Live Protection lookups",
+    "sophosxl.com": "Sophos Live Protection lookups",
+    "bitdefender.net": "Bitdefender cloud lookups",
+    "webrootcloudav.com": "Webroot cloud lookups",
+    "brightcloud.com": "Webroot BrightCloud",
     "cymru.com": "Team Cymru IP-to-ASN and malware hash registry",
     "trendmicro.com": "Trend Micro Smart Protection",
     "ksn.kaspersky-labs.com": "Kaspersky Security Network",
@@ -60,7 +78,21 @@ DEFAULT_ALLOWLIST: dict[str, str] = {
     "googlevideo.com": "Google video edge caches",
     "1e100.net": "Google hosts",
     "push.apple.com": "Apple push notification service",
+    "notify.windows.com": "Windows push notification service",
+    "gvt1.com": "Google update and download caches",
 }
+
+_OCTET = re.compile(r"^(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$")
+_NIBBLE = re.compile(r"^[0-9a-f]$")
+
+
+def is_address_lookup(name: str) -> bool:
+    """A reversed IPv4 address (`4.3.2.1.zen.example.`) or 32 IPv6 nibbles before the zone: how
+    every DNSBL and reputation service asks about an address, listed or not."""
+    labels = normalize(name).split(".")
+    if len(labels) >= 6 and all(_OCTET.match(x) for x in labels[:4]):
+        return True
+    return len(labels) >= 34 and all(_NIBBLE.match(x) for x in labels[:32])
 
 
 @dataclass(frozen=True)
@@ -70,6 +102,7 @@ class DomainRules:
     cluster_domain: str
     suffixes: tuple[str, ...]
     source_globs: tuple[str, ...] = ()
+    address_lookups: bool = True
 
     @classmethod
     def build(
@@ -78,12 +111,14 @@ class DomainRules:
         extra_suffixes: Iterable[str] = (),
         use_defaults: bool = True,
         source_globs: Iterable[str] = (),
+        address_lookups: bool = True,
     ) -> DomainRules:
         suffixes = [*(DEFAULT_ALLOWLIST if use_defaults else ()), *extra_suffixes]
         return cls(
             cluster_domain=normalize(cluster_domain),
             suffixes=tuple(sorted({normalize(s) for s in suffixes if normalize(s)})),
             source_globs=tuple(source_globs),
+            address_lookups=address_lookups,
         )
 
     def is_cluster(self, name: str) -> bool:
@@ -94,7 +129,11 @@ class DomainRules:
         return any(_under(n, s) for s in self.suffixes)
 
     def ignores(self, name: str) -> bool:
-        return self.is_cluster(name) or self.is_allowlisted(name)
+        return (
+            self.is_cluster(name)
+            or self.is_allowlisted(name)
+            or (self.address_lookups and is_address_lookup(name))
+        )
 
     def ignores_source(self, source: str) -> bool:
         return any(fnmatch.fnmatchcase(source, g) for g in self.source_globs)

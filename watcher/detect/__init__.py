@@ -19,6 +19,7 @@ def rules_for(cfg: Config) -> DomainRules:
         cfg.allowlist.suffixes,
         cfg.allowlist.use_defaults,
         cfg.allowlist.sources,
+        cfg.allowlist.address_lookups,
     )
 
 

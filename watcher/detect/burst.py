@@ -37,13 +37,11 @@ def detect_subdomain_burst(window: Window, cfg: Config, rules: DomainRules) -> l
         table = annotate(names, rules)
         if table.empty:
             continue
-        counts = table.groupby(["source", "domain"])["name"].nunique()
-        candidates = counts[
-            counts >= min(cfg.burst.info_min_distinct, cfg.burst.encoded_min_distinct)
-        ].index
+        least = min(cfg.burst.info_min_distinct, cfg.burst.encoded_min_distinct)
         label = human_duration(seconds)
-        for source, domain in candidates:
-            group = table[(table["source"] == source) & (table["domain"] == domain)]
+        for (source, domain), group in table.groupby(["source", "domain"], sort=False):
+            if group["name"].nunique() < least:
+                continue
             ev = group_evidence(
                 group,
                 label,

@@ -24,7 +24,7 @@ from watcher.domains import DomainRules, normalize
 from watcher.errors import ConfigError, MissingDataError, SourceError
 from watcher.sources import promql
 from watcher.text import promql_string, terminal_safe
-from watcher.window import Window, empty_names, shape_prefilter
+from watcher.window import Window, empty_names, shape_prefilter, workload_of
 
 HELM_HINT = (
     "enable it in Cilium's Helm values: hubble.metrics.enabled=\"{dns:query;ignoreAAAA;"
@@ -207,23 +207,12 @@ class PrometheusSource:
             self.query(promql.names(ssel, cfg.windows.long, lab.source, lab.query), at)
         )
 
-        step = cfg.windows.step
-        # Volume counts all of a source's DNS, cluster domain included.
-        rows = self.query_range(
-            promql.volume(lab.metric, step, lab.source), at - cfg.windows.baseline + step, at, step
-        )
-        series = {
-            self._source_of(r["metric"]): pd.Series(
-                [float(v) for _, v in r["values"]], index=[float(t) for t, _ in r["values"]]
-            )
-            for r in rows
-        }
-        volume = pd.DataFrame(series).sort_index() if series else pd.DataFrame()
+        volume = self._volume(at)
         return Window(
             at=at,
             short_seconds=cfg.windows.short,
             long_seconds=cfg.windows.long,
-            step_seconds=step,
+            step_seconds=cfg.windows.step,
             short=frames["short"],
             long=frames["long"],
             shaped=shaped,
@@ -231,6 +220,46 @@ class PrometheusSource:
             complete=False,
             warnings=warnings,
         )
+
+    def _volume(self, at: float) -> pd.DataFrame:
+        """Queries per source per step. First the recent span for every source (cheap), then the
+        full baseline only for sources whose recent rate could reach volume.min_rate, together
+        with their workload's other pods (the baseline of a rolled-out pod)."""
+        cfg, lab = self.cfg, self.cfg.labels
+        step = cfg.windows.step
+        # Volume counts all of a source's DNS, cluster domain included.
+        expr = promql.volume(lab.metric, step, lab.source)
+        recent = self._series(self.query_range(expr, at - cfg.volume.recent + step, at, step))
+        busy = {s for s, v in recent.items() if v.max() / step >= cfg.volume.min_rate}
+        if not busy:
+            return pd.DataFrame()
+        sel = promql.selector(lab.metric, self._workload_matchers(busy))
+        full = self._series(
+            self.query_range(
+                promql.volume(sel, step, lab.source), at - cfg.windows.baseline + step, at, step
+            )
+        )
+        return pd.DataFrame(full).sort_index() if full else pd.DataFrame()
+
+    def _series(self, rows: list[dict[str, Any]]) -> dict[str, pd.Series]:
+        return {
+            self._source_of(r["metric"]): pd.Series(
+                [float(v) for _, v in r["values"]], index=[float(t) for t, _ in r["values"]]
+            )
+            for r in rows
+        }
+
+    def _workload_matchers(self, sources: set[str]) -> list[str]:
+        """Select every pod of these sources' workloads (`ns/app-<hash>-<id>` -> `ns/app-*`)."""
+        labels = self.cfg.labels.source
+        workloads = {workload_of(s) for s in sources}
+        if len(labels) == 1:
+            return [promql.prefixed(labels[0], workloads)]
+        parts = [w.split("/", len(labels) - 1) for w in workloads]
+        parts = [p for p in parts if len(p) == len(labels)]
+        return [
+            promql.one_of(label, {p[i] for p in parts}) for i, label in enumerate(labels[:-1])
+        ] + [promql.prefixed(labels[-1], {p[-1] for p in parts})]
 
     def _source_matchers(self, sources: set[str]) -> list[str]:
         labels = self.cfg.labels.source

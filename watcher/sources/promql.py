@@ -32,6 +32,12 @@ def one_of(label: str, values: Iterable[str]) -> str:
     return f"{label}=~{promql_string(alternatives)}"
 
 
+def prefixed(label: str, values: Iterable[str]) -> str:
+    """The value, or the value followed by `-anything` (the pods of a workload)."""
+    alternatives = "|".join(sorted({regex_escape(v) for v in values}))
+    return f"{label}=~{promql_string(f'(?s)(?:{alternatives})(?:-.*)?')}"
+
+
 def activity(sel: str, seconds: float) -> str:
     """Per-series queries within the last `seconds`: a series new in the span counts its whole value
     (its first query is invisible to increase()), an older one its reset-aware increase; a series
