@@ -42,14 +42,20 @@ class PrometheusConfig(_Section):
     )
 
 
+# Hubble's two ways of naming the client: sourceContext=pod and labelsContext=…
+SOURCE_CONTEXT = ["source"]
+LABELS_CONTEXT = ["source_namespace", "source_pod"]
+
+
 class LabelsConfig(_Section):
     metric: str = Field("hubble_dns_queries_total", description="The Hubble DNS request counter.")
     source: list[str] = Field(
-        default_factory=lambda: ["source"],
+        default_factory=lambda: list(SOURCE_CONTEXT),
         min_length=1,
         description=(
             "Labels naming the client, joined with '/'. ['source'] fits sourceContext=pod "
-            "(source=\"ns/pod\"); ['source_namespace','source_pod'] fits labelsContext."
+            "(source=\"ns/pod\"); ['source_namespace','source_pod'] fits labelsContext. With "
+            "the default, a metric without `source` but with `source_pod` uses the latter."
         ),
     )
     query: str = Field("query", description="The label holding the DNS question name.")
@@ -205,6 +211,10 @@ ENV_SHORTCUTS = {
     "DNSWATCH_CLUSTER_DOMAIN": ("labels", "cluster_domain"),
 }
 ENV_PREFIX = "DNSWATCH_"
+
+
+def with_source_labels(cfg: Config, labels: list[str]) -> Config:
+    return cfg.model_copy(update={"labels": cfg.labels.model_copy(update={"source": labels})})
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, Any]]:

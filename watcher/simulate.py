@@ -333,8 +333,10 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def write_openmetrics(c: Cluster, out: IO[str]) -> int:
-    """Write the history; returns the number of samples."""
+def write_openmetrics(c: Cluster, out: IO[str], context: str = "pod") -> int:
+    """Write the history; returns the number of samples. `context`: "pod" names the client as
+    Hubble's sourceContext=pod does (source="ns/pod"), "labels" as
+    labelsContext=source_namespace,source_pod does."""
     rng = np.random.default_rng(c.seed + 1)
     coredns = [f"kube-system/coredns-5d78c9869d-{s}" for s in ("x7k2p", "m9q4z")]
     live: dict[tuple[int, str, str], int] = {}
@@ -362,9 +364,14 @@ def write_openmetrics(c: Cluster, out: IO[str]) -> int:
         for fq in fqdns:
             key = (idx, fq, qtype)
             if key not in prefix:
+                client = (
+                    f'source="{_escape(p.source)}"'
+                    if context == "pod"
+                    else f'source_namespace="{_escape(p.ns)}",source_pod="{_escape(p.name)}"'
+                )
                 labels = (
                     f'destination="{coredns[idx % 2]}",ips_returned="0",qtypes="{qtype}",'
-                    f'query="{_escape(fq.lower() + ".")}",rcode="",source="{_escape(p.source)}"'
+                    f'query="{_escape(fq.lower() + ".")}",rcode="",{client}'
                 )
                 prefix[key] = f"{METRIC}{{{labels}}} "
             live[key] = live.get(key, 0) + n

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from watcher.config import Config
+from watcher.config import LABELS_CONTEXT, SOURCE_CONTEXT, Config, with_source_labels
 from watcher.domains import normalize
 from watcher.errors import MissingDataError, SourceError
 from watcher.sources.prometheus import HELM_HINT
@@ -165,6 +165,13 @@ class MetricsFileSource:
         labels: dict[str, dict[str, str]] = frame.attrs["labels"]
         if not any(lab.query in ls for ls in labels.values()):
             raise MissingDataError(f"metric {lab.metric} has no '{lab.query}' label; {HELM_HINT}")
+        if (
+            lab.source == SOURCE_CONTEXT
+            and not any(ls.get("source") for ls in labels.values())
+            and any(ls.get("source_pod") for ls in labels.values())
+        ):
+            self.cfg = cfg = with_source_labels(cfg, LABELS_CONTEXT)
+            lab = cfg.labels
         for label in lab.source:
             if not any(ls.get(label) for ls in labels.values()):
                 raise MissingDataError(

@@ -19,7 +19,7 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
-from watcher.config import Config
+from watcher.config import LABELS_CONTEXT, SOURCE_CONTEXT, Config, with_source_labels
 from watcher.domains import DomainRules, normalize
 from watcher.errors import ConfigError, MissingDataError, SourceError
 from watcher.sources import promql
@@ -142,6 +142,14 @@ class PrometheusSource:
             )
         if self._count(f'{lab.metric}{{{lab.query}!=""}}', at, span) == 0:
             raise MissingDataError(f"metric {lab.metric} has no '{lab.query}' label; {HELM_HINT}")
+        if (
+            lab.source == SOURCE_CONTEXT
+            and self._count(f'{lab.metric}{{source!=""}}', at, span) == 0
+            and self._count(f'{lab.metric}{{source_pod!=""}}', at, span) > 0
+        ):
+            # The default fits both of Hubble's namings: labelsContext it is.
+            self.cfg = with_source_labels(self.cfg, LABELS_CONTEXT)
+            lab = self.cfg.labels
         for label in lab.source:
             if self._count(f'{lab.metric}{{{label}!=""}}', at, span) == 0:
                 raise MissingDataError(
@@ -167,8 +175,8 @@ class PrometheusSource:
         return frame.groupby(["source", "name"], as_index=False)["queries"].sum()
 
     def window(self, at: float) -> Window:
+        warnings = self.check(at)  # may settle the source labels: read the config after it
         cfg, lab = self.cfg, self.cfg.labels
-        warnings = self.check(at)
         matchers = promql.base_matchers(lab.query, lab.cluster_domain)
         sel = promql.selector(lab.metric, matchers)
         rules = DomainRules.build(
