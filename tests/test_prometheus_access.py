@@ -9,6 +9,7 @@ import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -39,7 +40,9 @@ def labels_context_prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pr
     server.stop()
 
 
-def test_labels_context_works_with_the_default_config(labels_context_prom: PrometheusServer) -> None:
+def test_labels_context_works_with_the_default_config(
+    labels_context_prom: PrometheusServer,
+) -> None:
     report = scan_json("--prometheus-url", labels_context_prom.url, "--at", str(START + 85 * 60))
     [f] = alerts(report)
     assert f["source"] == small_cluster()[1] and f["domain"] == "lc.example"
@@ -50,7 +53,7 @@ class _Proxy(http.server.BaseHTTPRequestHandler):
 
     upstream = ""
     fail_first = 0
-    seen: list[dict[str, str]] = []
+    seen: ClassVar[list[dict[str, str]]] = []
 
     def _forward(self) -> None:
         type(self).seen.append(dict(self.headers))
@@ -65,11 +68,12 @@ class _Proxy(http.server.BaseHTTPRequestHandler):
             self.send_error(400, "no tenant")
             return
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        req = urllib.request.Request(self.upstream + self.path, data=body or None,
-                                     method=self.command)
+        req = urllib.request.Request(
+            self.upstream + self.path, data=body or None, method=self.command
+        )
         if body:
             req.add_header("Content-Type", self.headers["Content-Type"])
-        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - 127.0.0.1 only
+        with urllib.request.urlopen(req, timeout=30) as resp:
             data = resp.read()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -96,8 +100,16 @@ def proxy(labels_context_prom: PrometheusServer) -> Iterator[type[_Proxy]]:
 def test_bearer_token_file_and_tenant_header(proxy: type[_Proxy], tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text(TOKEN + "\n")
-    report = scan_json("--prometheus-url", proxy.url, "--at", str(START + 85 * 60),  # type: ignore[attr-defined]
-                       "--bearer-token-file", str(token), "--header", "X-Scope-OrgID=tenant-a")
+    report = scan_json(
+        "--prometheus-url",
+        proxy.url,
+        "--at",
+        str(START + 85 * 60),  # type: ignore[attr-defined]
+        "--bearer-token-file",
+        str(token),
+        "--header",
+        "X-Scope-OrgID=tenant-a",
+    )
     assert alerts(report)
 
 
@@ -105,15 +117,28 @@ def test_token_from_env_and_header_from_config(proxy: type[_Proxy], tmp_path: Pa
     cfg = tmp_path / "c.yaml"
     cfg.write_text("prometheus:\n  headers:\n    X-Scope-OrgID: tenant-a\n")
     env = {**os.environ, "DNSWATCH_PROMETHEUS_TOKEN": TOKEN}
-    report = scan_json("--prometheus-url", proxy.url, "--at", str(START + 85 * 60),  # type: ignore[attr-defined]
-                       "--config", str(cfg), env=env)
+    report = scan_json(
+        "--prometheus-url",
+        proxy.url,
+        "--at",
+        str(START + 85 * 60),  # type: ignore[attr-defined]
+        "--config",
+        str(cfg),
+        env=env,
+    )
     assert alerts(report)
 
 
 def test_a_rejected_token_is_one_line_and_never_echoed(proxy: type[_Proxy]) -> None:
     env = {**os.environ, "DNSWATCH_PROMETHEUS_TOKEN": "wrong-" + TOKEN}
-    proc = dnswatch("scan", "--prometheus-url", proxy.url, "--header", "X-Scope-OrgID=tenant-a",  # type: ignore[attr-defined]
-                    env=env)
+    proc = dnswatch(
+        "scan",
+        "--prometheus-url",
+        proxy.url,
+        "--header",
+        "X-Scope-OrgID=tenant-a",  # type: ignore[attr-defined]
+        env=env,
+    )
     assert proc.returncode == 3 and "HTTP 401" in proc.stderr
     assert TOKEN not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
@@ -121,8 +146,15 @@ def test_a_rejected_token_is_one_line_and_never_echoed(proxy: type[_Proxy]) -> N
 def test_5xx_answers_are_retried_a_bounded_number_of_times(proxy: type[_Proxy]) -> None:
     env = {**os.environ, "DNSWATCH_PROMETHEUS_TOKEN": TOKEN}
     proxy.fail_first = 2  # two 503s, then the real answer: the default 2 retries absorb them
-    report = scan_json("--prometheus-url", proxy.url, "--at", str(START + 85 * 60),  # type: ignore[attr-defined]
-                       "--header", "X-Scope-OrgID=tenant-a", env=env)
+    report = scan_json(
+        "--prometheus-url",
+        proxy.url,
+        "--at",
+        str(START + 85 * 60),  # type: ignore[attr-defined]
+        "--header",
+        "X-Scope-OrgID=tenant-a",
+        env=env,
+    )
     assert alerts(report)
     proxy.fail_first, proxy.seen = 1000, []
     proc = dnswatch("scan", "--prometheus-url", proxy.url, env=env)  # type: ignore[attr-defined]
