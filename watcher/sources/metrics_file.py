@@ -212,8 +212,7 @@ class MetricsFileSource:
             part = df[df["t"] > at - seconds]
             if part.empty:
                 return empty_names()
-            out = part.groupby(["source", "name"], as_index=False)["delta"].sum()
-            return out.rename(columns={"delta": "queries"})
+            return part.groupby(["source", "name"], as_index=False).agg(queries=("delta", "sum"))
 
         short, long = span(cfg.windows.short), span(cfg.windows.long)
         step = cfg.windows.step

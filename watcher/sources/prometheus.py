@@ -172,7 +172,7 @@ class PrometheusSource:
         if not data:
             return empty_names()
         frame = pd.DataFrame(data, columns=["source", "name", "queries"])
-        return frame.groupby(["source", "name"], as_index=False)["queries"].sum()
+        return frame.groupby(["source", "name"], as_index=False).agg(queries=("queries", "sum"))
 
     def window(self, at: float) -> Window:
         warnings = self.check(at)  # may settle the source labels: read the config after it
