@@ -149,7 +149,13 @@ def test_dns_as_data_lookalikes_are_allowlisted_by_default(
     default = _scan(cluster_prom, at)
     assert not [f for f in alerts(default) if f["source"].startswith("security/")]
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("allowlist:\n  use_defaults: false\n")
+    cfg.write_text("allowlist:\n  use_defaults: false\n  address_lookups: false\n")
     bare = _scan(cluster_prom, at, "--config", str(cfg))
     domains = {f["domain"] for f in alerts(bare) if f["source"].startswith("security/")}
     assert {"mcafee.com", "e5.sk"} <= domains
+    # Without the list, the address-lookup shape alone still recognises McAfee's GTI queries
+    # (they start with four small numbers), though not ESET's hash lookups.
+    cfg.write_text("allowlist:\n  use_defaults: false\n")
+    shape_only = _scan(cluster_prom, at, "--config", str(cfg))
+    domains = {f["domain"] for f in alerts(shape_only) if f["source"].startswith("security/")}
+    assert "mcafee.com" not in domains and "e5.sk" in domains
