@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import http.server
 import io
 import os
+import shutil
+import ssl
+import subprocess
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -21,6 +25,7 @@ from watcher.simulate import Cluster, Pod, add_incident, write_openmetrics
 pytestmark = pytest.mark.prometheus
 START = 1_780_000_000
 TOKEN = "s3cr3t-token-value"
+BASIC = "Basic " + base64.b64encode(b"watcher:pa55word").decode()
 
 
 def small_cluster() -> tuple[Cluster, str]:
@@ -61,7 +66,7 @@ class _Proxy(http.server.BaseHTTPRequestHandler):
             type(self).fail_first -= 1
             self.send_error(503)
             return
-        if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+        if self.headers.get("Authorization") not in (f"Bearer {TOKEN}", BASIC):
             self.send_error(401)
             return
         if self.headers.get("X-Scope-OrgID") != "tenant-a":
@@ -87,13 +92,57 @@ class _Proxy(http.server.BaseHTTPRequestHandler):
         pass
 
 
+def _serve(upstream: str, context: ssl.SSLContext | None = None) -> http.server.HTTPServer:
+    _Proxy.upstream, _Proxy.fail_first, _Proxy.seen = upstream, 0, []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
+    if context is not None:
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    scheme = "https" if context else "http"
+    _Proxy.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
+    return server
+
+
 @pytest.fixture()
 def proxy(labels_context_prom: PrometheusServer) -> Iterator[type[_Proxy]]:
-    _Proxy.upstream, _Proxy.fail_first, _Proxy.seen = labels_context_prom.url, 0, []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    _Proxy.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
+    server = _serve(labels_context_prom.url)
     yield _Proxy
+    server.shutdown()
+
+
+@pytest.fixture()
+def tls_proxy(
+    labels_context_prom: PrometheusServer, tmp_path: Path
+) -> Iterator[tuple[type[_Proxy], Path]]:
+    if not shutil.which("openssl"):
+        pytest.skip("openssl not installed")
+    cert, key = tmp_path / "ca.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = _serve(labels_context_prom.url, context)
+    yield _Proxy, cert
     server.shutdown()
 
 
@@ -159,3 +208,39 @@ def test_5xx_answers_are_retried_a_bounded_number_of_times(proxy: type[_Proxy]) 
     proxy.fail_first, proxy.seen = 1000, []
     proc = dnswatch("scan", "--prometheus-url", proxy.url, env=env)  # type: ignore[attr-defined]
     assert proc.returncode == 3 and len(proxy.seen) == 3  # one try and two retries, then stop
+
+
+def test_basic_auth_from_env(proxy: type[_Proxy]) -> None:
+    env = {
+        **os.environ,
+        "DNSWATCH_PROMETHEUS_USERNAME": "watcher",
+        "DNSWATCH_PROMETHEUS_PASSWORD": "pa55word",
+    }
+    report = scan_json(
+        "--prometheus-url",
+        proxy.url,
+        "--at",
+        str(START + 85 * 60),  # type: ignore[attr-defined]
+        "--header",
+        "X-Scope-OrgID=tenant-a",
+        env=env,
+    )
+    assert alerts(report)
+
+
+def test_tls_with_a_private_ca(tls_proxy: tuple[type[_Proxy], Path]) -> None:
+    proxy, ca = tls_proxy
+    env = {**os.environ, "DNSWATCH_PROMETHEUS_TOKEN": TOKEN}
+    args = [
+        "--prometheus-url",
+        proxy.url,
+        "--at",
+        str(START + 85 * 60),  # type: ignore[attr-defined]
+        "--header",
+        "X-Scope-OrgID=tenant-a",
+    ]
+    untrusted = dnswatch("scan", *args, env=env)
+    assert untrusted.returncode == 3 and "TLS error" in untrusted.stderr
+    assert alerts(scan_json(*args, "--ca-file", str(ca), env=env))
+    insecure = dnswatch("scan", *args, "--insecure", "--format", "json", env=env)
+    assert insecure.returncode == 0 and insecure.stderr == ""

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 import requests
+import urllib3
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
@@ -62,6 +63,9 @@ class PrometheusSource:
         user, password = _secret("PROMETHEUS_USERNAME"), _secret("PROMETHEUS_PASSWORD")
         sess = session or requests.Session()
         sess.verify = p.ca_file if (p.ca_file and p.verify_tls) else p.verify_tls
+        if not p.verify_tls:
+            # Asked for with --insecure: one warning per request would bury the output.
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         retry = Retry(
             total=p.retries,
             backoff_factor=0.5,
