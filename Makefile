@@ -2,7 +2,7 @@
 PYTHON ?= python3
 DNSWATCH = $(PYTHON) -m watcher.cli
 
-.PHONY: install demo test lint example bench
+.PHONY: install demo test lint generate bench
 
 install:
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
@@ -11,8 +11,8 @@ demo: install
 	$(DNSWATCH) scan --metrics-file examples/demo-cluster.om.gz --format text
 
 lint:
-	$(PYTHON) -m ruff check watcher tests benchmarks
-	$(PYTHON) -m ruff format --check watcher tests benchmarks
+	$(PYTHON) -m ruff check watcher tests benchmarks rules dashboards
+	$(PYTHON) -m ruff format --check watcher tests benchmarks rules dashboards
 	$(PYTHON) -m mypy
 
 test: install
@@ -20,10 +20,12 @@ test: install
 	$(MAKE) --no-print-directory lint
 	$(PYTHON) -m pytest -q -p no:cacheprovider
 
-# Regenerate the bundled example and the documented defaults (tests fail when they are stale).
-example:
+# Regenerate every generated file; tests fail when one is stale.
+generate:
 	$(DNSWATCH) simulate --demo --hours 5 -o examples/demo-cluster.om.gz
 	$(DNSWATCH) config > examples/config.yaml
+	$(PYTHON) rules/build.py
+	$(PYTHON) dashboards/build.py
 
 bench: install
 	bash scripts/install-test-deps.sh

@@ -61,3 +61,53 @@ def scan_json(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
 
 def alerts(report: dict[str, Any]) -> list[dict[str, Any]]:
     return [f for f in report["findings"] if f["severity"] in ("warning", "critical")]
+
+
+def watcher_and_scrape_series(start: int, minutes: int) -> str:
+    """What a running watcher and a real Hubble scrape would add: the watcher's self-metrics
+    (names fixed by the alerting issue) and scrape health, one sample a minute."""
+    lines = ["# TYPE dnswatch_findings gauge"]
+    for kind, severity in (("subdomain_burst", "critical"), ("high_volume", "warning")):
+        lines += [
+            f'dnswatch_findings{{kind="{kind}",severity="{severity}"}} 1 {start + m * 60}'
+            for m in range(1, minutes + 1)
+        ]
+    lines.append("# TYPE dnswatch_last_success_timestamp_seconds gauge")
+    lines += [
+        f"dnswatch_last_success_timestamp_seconds {start + (m // 10) * 600} {start + m * 60}"
+        for m in range(1, minutes + 1)
+    ]
+    lines.append("# TYPE dnswatch_scan_duration_seconds gauge")
+    lines += [f"dnswatch_scan_duration_seconds 1.2 {start + m * 60}" for m in range(1, minutes + 1)]
+    lines.append("# TYPE scrape_samples_scraped gauge")
+    lines += [
+        f'scrape_samples_scraped{{job="hubble-metrics",instance="10.0.0.{n}:9965"}} '
+        f"{4000 + 3 * m} {start + m * 60}"
+        for n in (1, 2, 3)
+        for m in range(1, minutes + 1)
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="session")
+def rules_prom(
+    cluster_history: Composite, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PrometheusServer]:
+    """The composite history with DNS responses and the watcher's metrics, recording rules
+    backfilled over it by promtool: what a cluster running rules/ and the watcher holds."""
+    import io
+
+    from watcher.simulate import write_openmetrics
+
+    c = cluster_history.cluster
+    buf = io.StringIO()
+    write_openmetrics(c, buf, responses=True)
+    text = buf.getvalue().replace(
+        "# EOF\n", watcher_and_scrape_series(c.start, c.minutes) + "# EOF\n"
+    )
+    server = PrometheusServer(tmp_path_factory.mktemp("prom-rules"), text)
+    server.backfill_rules(
+        ROOT / "rules" / "hubble-dns.rules.yml", c.start, c.start + c.minutes * 60
+    )
+    yield server
+    server.stop()

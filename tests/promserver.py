@@ -35,33 +35,27 @@ def free_port() -> int:
 class PrometheusServer:
     def __init__(self, workdir: Path, history: str | None) -> None:
         self.workdir = workdir
-        data = workdir / "data"
-        data.mkdir(parents=True)
+        self.data = workdir / "data"
+        self.data.mkdir(parents=True, exist_ok=True)
         if history is not None:
             src = workdir / "history.om"
             src.write_text(history, encoding="utf-8")
-            subprocess.run(
-                [
-                    require("promtool"),
-                    "tsdb",
-                    "create-blocks-from",
-                    "openmetrics",
-                    str(src),
-                    str(data),
-                ],
-                check=True,
-                capture_output=True,
-                timeout=300,
-            )
+            self._promtool("tsdb", "create-blocks-from", "openmetrics", str(src), str(self.data))
         (workdir / "prometheus.yml").write_text("global:\n  scrape_interval: 60s\n")
+        self.start()
+
+    def _promtool(self, *args: str) -> None:
+        subprocess.run([require("promtool"), *args], check=True, capture_output=True, timeout=600)
+
+    def start(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(workdir / "prometheus.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.log = open(self.workdir / "prometheus.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [
                 require("prometheus"),
-                f"--config.file={workdir / 'prometheus.yml'}",
-                f"--storage.tsdb.path={data}",
+                f"--config.file={self.workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.data}",
                 "--storage.tsdb.retention.time=100y",
                 f"--web.listen-address=127.0.0.1:{self.port}",
             ],
@@ -79,7 +73,29 @@ class PrometheusServer:
                 break
             time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"Prometheus did not start: {(workdir / 'prometheus.log').read_text()}")
+        raise RuntimeError(
+            f"Prometheus did not start: {(self.workdir / 'prometheus.log').read_text()}"
+        )
+
+    def backfill_rules(self, rule_file: Path, start: int, end: int) -> None:
+        """Evaluate recording rules over the history (promtool), then restart to load them."""
+        out = self.workdir / "rule-blocks"
+        self._promtool(
+            "tsdb",
+            "create-blocks-from",
+            "rules",
+            f"--start={start}",
+            f"--end={end}",
+            f"--url={self.url}",
+            f"--output-dir={out}",
+            "--eval-interval=60s",
+            str(rule_file),
+        )
+        self.stop()
+        for block in out.iterdir():
+            if block.is_dir():
+                shutil.move(str(block), self.data / block.name)
+        self.start()
 
     def query(self, expr: str, at: float) -> list[dict[str, object]]:
         r = requests.get(f"{self.url}/api/v1/query", params={"query": expr, "time": at}, timeout=30)

@@ -69,14 +69,14 @@ def test_the_bundled_example_is_what_the_simulator_makes(tmp_path: Path) -> None
     proc = dnswatch("simulate", "--demo", "--hours", "5", "-o", str(out))
     assert proc.returncode == 0, proc.stderr
     assert gzip.decompress(out.read_bytes()) == gzip.decompress(EXAMPLE.read_bytes()), (
-        "examples/demo-cluster.om.gz is stale: run `make example`"
+        "examples/demo-cluster.om.gz is stale: run `make generate`"
     )
 
 
 def test_the_example_config_is_the_defaults() -> None:
     proc = dnswatch("config")
     assert proc.stdout == (ROOT / "examples" / "config.yaml").read_text(), (
-        "examples/config.yaml is stale: run `make example`"
+        "examples/config.yaml is stale: run `make generate`"
     )
 
 

@@ -25,6 +25,7 @@ from watcher.duration import parse_duration
 from watcher.errors import ConfigError
 
 METRIC = "hubble_dns_queries_total"
+RESPONSES = "hubble_dns_responses_total"
 CLUSTER_DOMAIN = "cluster.local"
 SCRAPE = 60  # seconds between scrapes
 DEFAULT_START = 1_780_000_000  # 2026-05-28T20:26:40Z: a fixed past, so histories are reproducible
@@ -333,20 +334,22 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def write_openmetrics(c: Cluster, out: IO[str], context: str = "pod") -> int:
+def write_openmetrics(
+    c: Cluster, out: IO[str], context: str = "pod", responses: bool = False
+) -> int:
     """Write the history; returns the number of samples. `context`: "pod" names the client as
     Hubble's sourceContext=pod does (source="ns/pod"), "labels" as
-    labelsContext=source_namespace,source_pod does."""
+    labelsContext=source_namespace,source_pod does. `responses` adds hubble_dns_responses_total
+    (client in `destination`; search-path expansions answered NXDOMAIN)."""
     rng = np.random.default_rng(c.seed + 1)
     coredns = [f"kube-system/coredns-5d78c9869d-{s}" for s in ("x7k2p", "m9q4z")]
-    live: dict[tuple[int, str, str], int] = {}
-    prefix: dict[tuple[int, str, str], str] = {}
+    # Series keys: (family, pod index, name, qtype); family 0 queries, 1 responses.
+    live: dict[tuple[int, int, str, str], int] = {}
+    prefix: dict[tuple[int, int, str, str], str] = {}
     extras: dict[int, list[tuple[int, str, str, int]]] = {}
     for idx, p in enumerate(c.pods):
         for m, q, qt, n in p.extra:
             extras.setdefault(m, []).append((idx, q, qt, n))
-    out.write(f"# HELP {METRIC[:-6]} Number of DNS queries observed\n")
-    out.write(f"# TYPE {METRIC[:-6]} counter\n")
     samples = 0
 
     def hit(idx: int, name: str, qtype: str, n: int) -> None:
@@ -362,7 +365,19 @@ def write_openmetrics(c: Cluster, out: IO[str], context: str = "pod") -> int:
                 name,
             ]
         for fq in fqdns:
-            key = (idx, fq, qtype)
+            if responses:
+                rkey = (1, idx, fq, qtype)
+                if rkey not in prefix:
+                    nx = fq != name
+                    prefix[rkey] = (
+                        f'{RESPONSES}{{destination="{_escape(p.source)}",'
+                        f'ips_returned="{0 if nx else 1}",qtypes="{qtype}",'
+                        f'query="{_escape(fq.lower() + ".")}",'
+                        f'rcode="{"Non-Existent Domain" if nx else "No Error"}",'
+                        f'source="{coredns[idx % 2]}"}} '
+                    )
+                live[rkey] = live.get(rkey, 0) + n
+            key = (0, idx, fq, qtype)
             if key not in prefix:
                 client = (
                     f'source="{_escape(p.source)}"'
@@ -378,12 +393,12 @@ def write_openmetrics(c: Cluster, out: IO[str], context: str = "pod") -> int:
 
     # Samples are collected per series and written series by series: promtool does not need time
     # order, and a series' lines side by side compress ~10x better.
-    history: dict[tuple[int, str, str], list[str]] = {}
+    history: dict[tuple[int, int, str, str], list[str]] = {}
     restarts = dict(c.restarts)
     for m in range(c.minutes):
         if m in restarts:
             node = restarts[m]
-            for key in [k for k in live if c.pods[k[0]].node == node]:
+            for key in [k for k in live if c.pods[k[1]].node == node]:
                 del live[key]
         for idx, p in enumerate(c.pods):
             if not p.start <= m < p.end:
@@ -399,15 +414,21 @@ def write_openmetrics(c: Cluster, out: IO[str], context: str = "pod") -> int:
             if c.pods[idx].start <= m < c.pods[idx].end:
                 hit(idx, q, qt, n)
         # Deleted pods: their endpoint's series are removed one minute after deletion.
-        for key in [k for k in live if m >= c.pods[k[0]].end + 1]:
+        for key in [k for k in live if m >= c.pods[k[1]].end + 1]:
             del live[key]
         ts = c.start + (m + 1) * SCRAPE
         for key, value in live.items():
             history.setdefault(key, []).append(f"{value} {ts}\n")
         samples += len(live)
-    for key, lines in history.items():
-        head = prefix[key]
-        out.write("".join(head + line for line in lines))
+    for family, metric in enumerate((METRIC, RESPONSES)):
+        keys = [k for k in history if k[0] == family]
+        if not keys:
+            continue
+        help_text = "Number of DNS queries observed" if family == 0 else "Number of DNS responses"
+        out.write(f"# HELP {metric[:-6]} {help_text}\n# TYPE {metric[:-6]} counter\n")
+        for key in keys:
+            head = prefix[key]
+            out.write("".join(head + line for line in history[key]))
     out.write("# EOF\n")
     return samples
 

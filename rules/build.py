@@ -1,0 +1,186 @@
+"""Build rules/hubble-dns.rules.yml and rules/prometheusrule.yaml from the watcher's own pieces.
+
+    python rules/build.py          # rewrite both files
+    python rules/build.py --check  # exit 1 if either is stale (CI)
+
+The rules reuse the watcher's activity rule (first increments counted, persisting series not),
+its cluster-domain matcher and its default allowlist, so the alerts and the watcher agree on what
+"names queried" means and on what is never a channel.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from watcher.domains import DEFAULT_ALLOWLIST  # noqa: E402
+from watcher.sources import promql  # noqa: E402
+from watcher.text import promql_string, regex_escape  # noqa: E402
+
+METRIC = "hubble_dns_queries_total"
+RUNBOOK = "https://github.com/hubble-dns-watcher/hubble-dns-watcher/blob/main/docs/runbooks/{}.md"
+RULES_FILE = ROOT / "rules" / "hubble-dns.rules.yml"
+OPERATOR_FILE = ROOT / "rules" / "prometheusrule.yaml"
+# Only host-name characters make a zone: a label value from an attacker-chosen name stays printable.
+ZONE_REGEX = r"(?:.*\.)?([a-z0-9_-]+\.[a-z0-9_-]+)\.?"
+BURST_MIN_NAMES = 40  # the watcher's burst.short_min_distinct
+
+
+def _allowlisted_zones() -> str:
+    zones = sorted({".".join(s.split(".")[-2:]) for s in DEFAULT_ALLOWLIST})
+    return "|".join(regex_escape(z) for z in zones)
+
+
+def _names_expr(by: str) -> str:
+    sel = promql.selector(METRIC, promql.base_matchers("query", "cluster.local"))
+    act = promql.activity(sel, 600)
+    if "zone" in by:
+        act = f'label_replace({act}, "zone", "$1", "query", {promql_string(ZONE_REGEX)})'
+    return f"count by ({by}) (count by ({by}, query) ({act}))"
+
+
+def rules() -> dict[str, Any]:
+    rate = "source:hubble_dns_queries:rate5m"
+    past = f"{rate}[1d] offset 30m"
+    recording = [
+        {"record": rate, "expr": f"sum by (source) ({promql.activity(METRIC, 300)}) / 300"},
+        {"record": "source:hubble_dns_names_queried:count10m", "expr": _names_expr("source")},
+        {
+            "record": "source_zone:hubble_dns_names_queried:count10m",
+            "expr": _names_expr("source, zone"),
+        },
+        {
+            "record": "instance:hubble_dns_queries_series:count",
+            "expr": f"count by (instance) ({METRIC})",
+        },
+    ]
+
+    def alert(
+        name: str, expr: str, for_: str, summary: str, description: str, severity: str = "warning"
+    ) -> dict[str, Any]:
+        return {
+            "alert": name,
+            "expr": expr,
+            "for": for_,
+            "labels": {"severity": severity},
+            "annotations": {
+                "summary": summary,
+                "description": description,
+                "runbook_url": RUNBOOK.format(name),
+            },
+        }
+
+    alerts = [
+        alert(
+            "HubbleDNSQueryRateHigh",
+            f"{rate} > 3\nand {rate} > 6 * quantile_over_time(0.5, {past})\n"
+            f"and {rate} > 2 * quantile_over_time(0.99, {past})\n"
+            f"and count_over_time({past}) >= 60",
+            "5m",
+            "DNS query rate of {{ $labels.source }} is far above its own past.",
+            '{{ $labels.source }} sends {{ $value | printf "%.1f" }} DNS queries/s: over 6 '
+            "times its median and twice its 99th percentile of the previous day. A query flood, "
+            "a DNS tunnel or a client whose cache broke.",
+        ),
+        alert(
+            "HubbleDNSSubdomainBurst",
+            f"source_zone:hubble_dns_names_queried:count10m"
+            f"{{zone!~{promql_string(_allowlisted_zones())}}} >= {BURST_MIN_NAMES}",
+            "2m",
+            "{{ $labels.source }} queried {{ $value }} distinct names under one zone in 10 min.",
+            "{{ $labels.source }} queried {{ $value }} distinct names under {{ $labels.zone }} "
+            "within 10 minutes: the shape of a DNS tunnel or encoded exfiltration. The zone is "
+            "the last two labels of the names (approximate: co.uk-style suffixes group many "
+            "domains); dnswatch scan names the registered domain.",
+        ),
+        alert(
+            "HubbleDNSMetricsAbsent",
+            f"absent({METRIC})",
+            "15m",
+            "Hubble DNS metrics are absent: DNS exfiltration detection is blind.",
+            f"No {METRIC} series for 15 minutes. Either the DNS metric is not enabled, no pod "
+            "has L7 DNS visibility, or the scrapes fail (a flood of unique names can exceed "
+            "sample_limit and fail the whole scrape).",
+        ),
+        alert(
+            "HubbleMetricsScrapeFailing",
+            'up{job=~".*hubble.*"} == 0',
+            "10m",
+            "Hubble metrics scrape of {{ $labels.instance }} is failing.",
+            "Prometheus cannot scrape {{ $labels.instance }} (job {{ $labels.job }}). When "
+            "only Hubble's scrape fails while the node is healthy, suspect a scrape limit hit "
+            "by a burst of unique DNS names: the symptom of exfiltration itself.",
+        ),
+        alert(
+            "DNSWatcherStale",
+            "time() - dnswatch_last_success_timestamp_seconds > 1800",
+            "5m",
+            "hubble-dns-watcher has not completed a scan for over 30 minutes.",
+            "The last successful dnswatch scan was {{ $value | humanizeDuration }} ago: "
+            "exfiltration detection is not running. Check the CronJob or Deployment.",
+        ),
+    ]
+    return {
+        "groups": [
+            {"name": "hubble-dns.rules", "interval": "1m", "rules": recording},
+            {"name": "hubble-dns.alerts", "rules": alerts},
+        ]
+    }
+
+
+def operator_resource(spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {
+            "name": "hubble-dns-watcher",
+            "labels": {
+                "app.kubernetes.io/name": "hubble-dns-watcher",
+                "prometheus": "k8s",
+                "role": "alert-rules",
+            },
+        },
+        "spec": spec,
+    }
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def render() -> dict[Path, str]:
+    spec = rules()
+    head = (
+        "# Generated by rules/build.py from the watcher's own PromQL and allowlist. Do not edit.\n"
+    )
+    dump = lambda d: yaml.dump(d, Dumper=_Dumper, sort_keys=False, width=10000)  # noqa: E731
+    return {RULES_FILE: head + dump(spec), OPERATOR_FILE: head + dump(operator_resource(spec))}
+
+
+def main() -> int:
+    stale = [p for p, text in render().items() if not p.exists() or p.read_text() != text]
+    if "--check" in sys.argv:
+        for p in stale:
+            print(f"{p.relative_to(ROOT)} is stale: run python rules/build.py", file=sys.stderr)
+        return 1 if stale else 0
+    for p, text in render().items():
+        p.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
