@@ -11,19 +11,21 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from watcher import __version__
 from watcher.config import Config, load_config
 from watcher.detect import detect_all
-from watcher.errors import EXIT_OK, ConfigError, DnswatchError
+from watcher.errors import EXIT_DELIVERY, EXIT_OK, ConfigError, DnswatchError
 from watcher.findings import Finding
 from watcher.render import as_json, as_text
 from watcher.window import Window
 
 EPILOG = """exit codes: 0 ran (findings or not), 1 internal error, 2 usage or configuration
-error, 3 data source failed. Errors are one line on stderr; --debug adds the traceback."""
+error, 3 data source failed, 4 state database unusable (run/serve), 5 every delivery failed (run;
+they stay pending). Errors are one line on stderr; --debug adds the traceback."""
 
 
 def parse_time(value: str) -> float:
@@ -79,6 +81,15 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
     prom.add_argument("--timeout", metavar="DURATION", help="per-request timeout (e.g. 30s)")
 
 
+def _add_cycle_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print every Slack and Alertmanager message instead of sending; write no state",
+    )
+    p.add_argument("--state", metavar="PATH", help="state database (default: $DNSWATCH_STATE_PATH)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dnswatch",
@@ -96,6 +107,29 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["json", "text"],
         help="output format (default: text on a terminal, json otherwise)",
     )
+
+    run = sub.add_parser(
+        "run",
+        help="one cycle for a CronJob: scan, compare with state, deliver, record",
+        epilog=EPILOG,
+    )
+    _add_source_args(run)
+    _add_cycle_args(run)
+    run.add_argument(
+        "--pushgateway-url", metavar="URL", help="push self-metrics to this Pushgateway"
+    )
+
+    srv = sub.add_parser(
+        "serve",
+        help="run the cycle every interval; /metrics and /healthz; stops on SIGTERM",
+        epilog=EPILOG,
+    )
+    _add_source_args(srv)
+    _add_cycle_args(srv)
+    srv.add_argument(
+        "--listen", metavar="HOST:PORT", help="address of /metrics (default 0.0.0.0:9910)"
+    )
+    srv.add_argument("--interval", metavar="DURATION", help="time between cycles (default 5m)")
 
     sim = sub.add_parser(
         "simulate", help="write an OpenMetrics history with incidents", epilog=EPILOG
@@ -146,6 +180,17 @@ def _config(args: argparse.Namespace) -> Config:
     prom["headers"] = headers
     data = cfg.model_dump()
     data["prometheus"].update(prom)
+    # SecretStr dumps as a mask: keep the real values.
+    data["slack"]["webhook_url"] = cfg.slack.webhook_url
+    data["slack"]["token"] = cfg.slack.token
+    if getattr(args, "state", None):
+        data["state"]["path"] = args.state
+    if getattr(args, "pushgateway_url", None):
+        data["serve"]["pushgateway_url"] = args.pushgateway_url
+    if getattr(args, "listen", None):
+        data["serve"]["listen"] = args.listen
+    if getattr(args, "interval", None):
+        data["serve"]["interval"] = args.interval
     try:
         return Config.model_validate(data)
     except Exception as exc:  # noqa: BLE001 - pydantic's message, one line
@@ -187,6 +232,62 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _window_reader(args: argparse.Namespace, cfg: Config) -> Callable[[], Window]:
+    """Each call reads a fresh window. With --at, the first cycle scans at that time and later
+    ones advance with the wall clock (a replay of the past, e.g. a fire drill on a history)."""
+    if not args.at:
+        return lambda: scan_window(args, cfg)
+    start_at, start_wall = parse_time(args.at), time.time()
+
+    def read() -> Window:
+        shifted = argparse.Namespace(
+            **{**vars(args), "at": str(start_at + time.time() - start_wall)}
+        )
+        return scan_window(shifted, cfg)
+
+    return read
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from watcher.cycle import run_cycle
+    from watcher.selfmetrics import SelfMetrics
+
+    cfg = _config(args)
+    metrics = SelfMetrics()
+    report = run_cycle(_window_reader(args, cfg), cfg, metrics, dry_run=args.dry_run)
+    for err in report.errors:
+        print(f"dnswatch: delivery failed (kept pending): {err}", file=sys.stderr)
+    print(f"dnswatch run: {report.line()}", file=sys.stderr)
+    if cfg.serve.pushgateway_url and not args.dry_run:
+        try:
+            metrics.push(cfg.serve.pushgateway_url)
+        except Exception as exc:  # noqa: BLE001 - the push is best effort, the run still counts
+            print(f"dnswatch: pushgateway: {type(exc).__name__}: {exc}", file=sys.stderr)
+    if report.scan_error is not None:
+        raise report.scan_error
+    if report.all_deliveries_failed:
+        return EXIT_DELIVERY
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from watcher.cycle import channels, run_cycle
+    from watcher.selfmetrics import SelfMetrics
+    from watcher.service import serve
+
+    cfg = _config(args)
+    channels(cfg)  # a bad secret or URL fails now, not in the first cycle
+    metrics = SelfMetrics()
+    read = _window_reader(args, cfg)
+
+    def cycle() -> str:
+        report = run_cycle(read, cfg, metrics, dry_run=args.dry_run)
+        errs = "".join(f"; delivery failed (kept pending): {e}" for e in report.errors)
+        return report.line() + errs
+
+    return serve(cycle, cfg, metrics)
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from watcher import simulate
 
@@ -216,7 +317,13 @@ def cmd_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"scan": cmd_scan, "simulate": cmd_simulate, "config": cmd_config}
+COMMANDS = {
+    "scan": cmd_scan,
+    "run": cmd_run,
+    "serve": cmd_serve,
+    "simulate": cmd_simulate,
+    "config": cmd_config,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 
 from watcher.duration import parse_duration
 from watcher.errors import ConfigError
@@ -183,6 +191,108 @@ class OutputConfig(_Section):
     max_name_chars: int = Field(120, ge=20, description="Names longer than this are truncated.")
 
 
+class SlackConfig(_Section):
+    webhook_url: SecretStr | None = Field(
+        None,
+        description=(
+            "Incoming-webhook URL (DNSWATCH_SLACK_WEBHOOK_URL). A secret: prefer the env or "
+            "webhook_url_file; it is never logged."
+        ),
+    )
+    webhook_url_file: str | None = Field(
+        None, description="File holding the webhook URL (a mounted Secret)."
+    )
+    token: SecretStr | None = Field(
+        None, description="Bot token for chat.postMessage (DNSWATCH_SLACK_TOKEN); with channel."
+    )
+    token_file: str | None = Field(None, description="File holding the bot token.")
+    channel: str | None = Field(
+        None, description="Channel id or name for the bot token (DNSWATCH_SLACK_CHANNEL)."
+    )
+    base_url: str = Field(
+        "https://slack.com/api/",
+        description="Web API base URL (a proxy or a test server may stand in for Slack).",
+    )
+    timeout: Seconds = Field(10.0, description="Per-request timeout.")
+    retries: int = Field(
+        3, ge=0, le=10, description="Retries per message on 429 (after Retry-After) and 5xx."
+    )
+    give_up_after: Seconds = Field(
+        60.0,
+        description=(
+            "Longest a run spends on one message (waits included); then the message stays "
+            "pending for the next run instead of holding the Job."
+        ),
+    )
+
+
+class AlertmanagerConfig(_Section):
+    url: str | None = Field(
+        None, description="Alertmanager base URL (DNSWATCH_ALERTMANAGER_URL); posts /api/v2/alerts."
+    )
+    timeout: Seconds = Field(10.0, description="Per-request timeout.")
+    retries: int = Field(2, ge=0, le=10, description="Retries on connection errors and 5xx.")
+    ends_after: Seconds = Field(
+        3600,
+        description=(
+            "endsAt = now + this on every re-post. Longer than the run interval, so an active "
+            "incident stays firing between runs, short enough that a dead watcher's alerts end."
+        ),
+    )
+    extra_labels: dict[str, str] = Field(
+        default_factory=dict, description="Labels added to every alert (e.g. cluster: prod)."
+    )
+    runbook_url: str = Field(
+        "https://github.com/hubble-dns-watcher/hubble-dns-watcher/blob/main/docs/runbooks/"
+        "DNSExfiltrationSuspected.md",
+        description="runbook_url annotation of every alert.",
+    )
+
+
+class IncidentsConfig(_Section):
+    renotify_interval: Seconds = Field(
+        14400,
+        description="An ongoing incident is re-sent to Slack this often (4 h), not every run.",
+    )
+    resolve_after: Seconds = Field(
+        900,
+        description=(
+            "An incident absent from scans this long is resolved (a resolved message goes out). "
+            "Rides out a finding that flickers around its threshold."
+        ),
+    )
+    min_severity: str = Field(
+        "warning", pattern="^(warning|critical)$", description="Lowest severity that is notified."
+    )
+
+
+class StateConfig(_Section):
+    path: str = Field(
+        "dnswatch-state.sqlite",
+        description="SQLite file of incidents and deliveries (DNSWATCH_STATE_PATH); a PVC in k8s.",
+    )
+    lock_timeout: Seconds = Field(
+        120, description="Wait this long for a concurrent run to finish before giving up."
+    )
+
+
+class GrafanaConfig(_Section):
+    url: str | None = Field(
+        None, description="Grafana base URL (DNSWATCH_GRAFANA_URL) for links in messages."
+    )
+    dashboard_uid: str = Field("hubble-dns-watcher", description="uid of the shipped dashboard.")
+
+
+class ServeConfig(_Section):
+    interval: Seconds = Field(300, description="Run a cycle this often (5 min).")
+    listen: str = Field(
+        "0.0.0.0:9910", description="host:port for /metrics and /healthz in serve mode."
+    )
+    pushgateway_url: str | None = Field(
+        None, description="run mode: push self-metrics here (also --pushgateway-url)."
+    )
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -194,6 +304,12 @@ class Config(BaseModel):
     names: NamesConfig = NamesConfig()
     allowlist: AllowlistConfig = AllowlistConfig()
     output: OutputConfig = OutputConfig()
+    slack: SlackConfig = SlackConfig()
+    alertmanager: AlertmanagerConfig = AlertmanagerConfig()
+    incidents: IncidentsConfig = IncidentsConfig()
+    state: StateConfig = StateConfig()
+    grafana: GrafanaConfig = GrafanaConfig()
+    serve: ServeConfig = ServeConfig()
 
     @model_validator(mode="after")
     def _windows_fit(self) -> Config:
@@ -209,7 +325,25 @@ class Config(BaseModel):
 ENV_SHORTCUTS = {
     "DNSWATCH_PROMETHEUS_URL": ("prometheus", "url"),
     "DNSWATCH_CLUSTER_DOMAIN": ("labels", "cluster_domain"),
+    "DNSWATCH_SLACK_WEBHOOK_URL": ("slack", "webhook_url"),
+    "DNSWATCH_SLACK_TOKEN": ("slack", "token"),
+    "DNSWATCH_SLACK_CHANNEL": ("slack", "channel"),
+    "DNSWATCH_ALERTMANAGER_URL": ("alertmanager", "url"),
+    "DNSWATCH_STATE_PATH": ("state", "path"),
+    "DNSWATCH_GRAFANA_URL": ("grafana", "url"),
+    "DNSWATCH_PUSHGATEWAY_URL": ("serve", "pushgateway_url"),
 }
+
+
+def _is_text_field(section: str, field: str) -> bool:
+    """Text fields (URLs, tokens, channels such as '#sec') are taken as written, not as YAML."""
+    model = Config.model_fields[section].annotation
+    sub = getattr(model, "model_fields", {}).get(field)
+    if sub is None:
+        return False
+    return sub.annotation in (str, str | None, SecretStr | None, SecretStr)
+
+
 ENV_PREFIX = "DNSWATCH_"
 
 
@@ -228,6 +362,9 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, Any]]:
             continue
         if section not in Config.model_fields:
             continue  # other DNSWATCH_ variables (secrets, later features) are not config
+        if _is_text_field(section, field):
+            out.setdefault(section, {})[field] = value
+            continue
         # YAML parsing gives numbers, booleans and lists from env strings.
         try:
             parsed = yaml.safe_load(value) if value else value

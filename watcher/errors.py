@@ -6,6 +6,8 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_USAGE = 2  # bad arguments or configuration
 EXIT_SOURCE = 3  # the data source failed: unreachable, bad answer, metric or label missing
+EXIT_STATE = 4  # run/serve: the state database is unreadable, corrupt or locked too long
+EXIT_DELIVERY = 5  # run: every delivery attempted in this run failed (they stay pending)
 
 
 class DnswatchError(Exception):
@@ -28,3 +30,15 @@ class SourceError(DnswatchError):
 
 class MissingDataError(SourceError):
     """The metric or a label the detectors need is not there."""
+
+
+class StateError(DnswatchError):
+    """The state database cannot be used: corrupt, not ours, locked, unwritable."""
+
+    exit_code = EXIT_STATE
+
+
+class DeliveryError(DnswatchError):
+    """A notification could not be delivered (it stays pending); message is secret-free."""
+
+    exit_code = EXIT_DELIVERY

@@ -29,3 +29,25 @@ def promql_string(value: str) -> str:
 def regex_escape(value: str) -> str:
     """Escape a literal for an RE2 pattern (PromQL =~), every metacharacter included."""
     return re.sub(r"([\\.^$|?*+()\[\]{}])", r"\\\1", value)
+
+
+def slack_escape(text: str) -> str:
+    """Slack's three control characters as entities: no `<!channel>`, `<@U…>` or `<url|label>`."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_code(name: str, limit: int) -> str:
+    """An attacker-controlled name as an inline code span nothing can break out of.
+
+    Inside a code span Slack applies no `*_~` formatting and makes no links; a backtick would close
+    the span, so it becomes U+02CB. Control, bidi and non-ASCII characters are shown as escapes, so
+    a homoglyph cannot pass for the name it imitates.
+    """
+    ascii_only = terminal_safe(name).encode("ascii", "backslashreplace").decode("ascii")
+    shown = truncate(ascii_only, limit).replace("`", "\u02cb")
+    return f"`{slack_escape(shown)}`"
+
+
+def plain(name: str, limit: int) -> str:
+    """A name for plain-text media (Alertmanager annotations, logs): truncated, no control chars."""
+    return terminal_safe(truncate(name, limit))

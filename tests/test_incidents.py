@@ -1,0 +1,151 @@
+"""Incident lifecycle (pure) and the state database: once per incident, nothing lost."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from watcher.config import IncidentsConfig
+from watcher.errors import StateError
+from watcher.findings import Finding, Kind, Severity
+from watcher.incidents import Incident, reconcile
+from watcher.state import Store
+
+POLICY = IncidentsConfig(renotify_interval=3600, resolve_after=900)
+T0 = 1_780_000_000.0
+
+
+def finding(
+    kind: Kind = "subdomain_burst",
+    severity: Severity = "warning",
+    domain: str | None = "evil.example",
+) -> Finding:
+    return Finding(kind, severity, "default/app-1", domain, 0.8, "s", {"sample_names": ["a.b"]})
+
+
+def fold(
+    active: list[Incident], findings: list[Finding], at: float
+) -> tuple[list[Incident], list[str]]:
+    changed, events = reconcile(active, findings, at, POLICY)
+    by_key = {i.key: i for i in active}
+    by_key.update({i.key: i for i in changed})
+    return [i for i in by_key.values() if i.status == "active"], [e.kind for e in events]
+
+
+def test_a_new_finding_fires_once_then_stays_quiet() -> None:
+    active, ev = fold([], [finding()], T0)
+    assert ev == ["firing"]
+    for minute in (5, 10, 30, 55):
+        active, ev = fold(active, [finding()], T0 + minute * 60)
+        assert ev == [], minute
+
+
+def test_an_ongoing_incident_is_reminded_after_the_interval() -> None:
+    active, _ = fold([], [finding()], T0)
+    active, ev = fold(active, [finding()], T0 + 3599)
+    assert ev == []
+    active, ev = fold(active, [finding()], T0 + 3600)
+    assert ev == ["reminder"]
+    active, ev = fold(active, [finding()], T0 + 3900)
+    assert ev == []
+
+
+def test_a_rising_severity_escalates_and_a_falling_one_does_not() -> None:
+    active, _ = fold([], [finding(severity="warning")], T0)
+    active, ev = fold(active, [finding(severity="critical")], T0 + 60)
+    assert ev == ["escalated"]
+    active, ev = fold(active, [finding(severity="warning")], T0 + 120)
+    assert ev == []
+    active, ev = fold(active, [finding(severity="critical")], T0 + 180)
+    assert ev == []  # already paged at critical
+
+
+def test_burst_and_encoded_names_of_one_channel_are_one_incident() -> None:
+    active, ev = fold([], [finding("subdomain_burst", "warning")], T0)
+    active, ev = fold(active, [finding("suspicious_name", "critical")], T0 + 60)
+    assert ev == ["escalated"]
+    assert len(active) == 1 and active[0].kind == "subdomain_burst"
+    assert active[0].finding["kind"] == "suspicious_name"
+
+
+def test_an_absent_incident_resolves_only_after_the_grace_period() -> None:
+    active, _ = fold([], [finding()], T0)
+    active, ev = fold(active, [], T0 + 899)
+    assert ev == [] and len(active) == 1
+    active, ev = fold(active, [], T0 + 900)
+    assert ev == ["resolved"] and active == []
+    active, ev = fold(active, [finding()], T0 + 960)
+    assert ev == ["firing"]  # a new incident after the old one ended
+
+
+def test_info_findings_are_not_incidents() -> None:
+    _, ev = fold([], [finding(severity="info")], T0)
+    assert ev == []
+
+
+def test_a_source_wide_finding_has_its_own_incident() -> None:
+    _, ev = fold([], [finding("high_volume", domain=None), finding()], T0)
+    assert sorted(ev) == ["firing", "firing"]
+
+
+# -- the state database --------------------------------------------------------------------
+
+
+def test_state_survives_a_restart_and_keeps_pending_deliveries(tmp_path: Path) -> None:
+    path = str(tmp_path / "state.sqlite")
+    with Store.open(path) as store:
+        changed, events = reconcile([], [finding()], T0, POLICY)
+        store.record(changed, events, ["slack", "alertmanager"])
+        store.mark_failed([store.pending("slack")[0].id], "slack webhook: HTTP 500")
+    with Store.open(path) as store:  # a new process would see the same
+        assert [i.key for i in store.active()] == [("channel", "default/app-1", "evil.example")]
+        pending = store.pending("slack")
+        assert [(d.event, d.attempts) for d in pending] == [("firing", 1)]
+        store.mark_sent([pending[0].id])
+        assert store.pending("slack") == []
+        assert len(store.pending("alertmanager")) == 1
+
+
+def test_garbage_in_the_state_file_is_an_error_not_a_reset(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+    path.write_bytes(b"this is not a database\x00" * 100)
+    with pytest.raises(StateError, match="not a database"), Store.open(str(path)):
+        pass
+    assert path.read_bytes().startswith(b"this is not a database")
+
+
+def test_someone_elses_sqlite_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StateError, match="not a dnswatch state"), Store.open(str(path)):
+        pass
+
+
+def test_a_held_lock_makes_the_second_run_wait_then_give_up(tmp_path: Path) -> None:
+    path = str(tmp_path / "state.sqlite")
+    entered = threading.Event()
+    release = threading.Event()
+
+    def holder() -> None:
+        with Store.open(path):
+            entered.set()
+            release.wait(10)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    assert entered.wait(10)
+    with (
+        pytest.raises(StateError, match="locked by another dnswatch run"),
+        Store.open(path, lock_timeout=0.3),
+    ):
+        pass
+    release.set()
+    t.join()
+    with Store.open(path, lock_timeout=1):
+        pass

@@ -1,0 +1,114 @@
+"""Incidents: what turns a stream of scans into one notification per incident.
+
+`reconcile` is pure: the active incidents from the state, the findings of this scan and its time
+in; the updated incidents and the events to deliver out. Time is the scan's time (`--at`), so a
+backtest over past moments behaves like the live job did.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from watcher.config import IncidentsConfig
+from watcher.findings import SEVERITY_RANK, Finding
+
+EventKind = Literal["firing", "escalated", "reminder", "resolved"]
+Key = tuple[str, str, str]
+
+# A burst and encoded-looking names under one domain from one source are the same channel seen
+# two ways; the detectors report whichever is stronger at the moment, so one incident covers
+# both and a flip between them is not a new page.
+FAMILY = {"subdomain_burst": "channel", "suspicious_name": "channel", "high_volume": "volume"}
+
+
+def family_key(kind: str, source: str, domain: str | None) -> Key:
+    return (FAMILY.get(kind, kind), source, domain or "")
+
+
+@dataclass(frozen=True)
+class Incident:
+    kind: str  # the kind first seen: stable, it labels the incident everywhere
+    source: str
+    domain: str  # "" for a source-wide finding
+    severity: str  # as last seen
+    first_seen: float
+    last_seen: float
+    notified_at: float  # last firing/escalated/reminder event
+    notified_severity: str  # highest severity an event carried
+    finding: dict[str, Any] = field(default_factory=dict)  # latest finding, JSON form
+    status: Literal["active", "resolved"] = "active"
+    resolved_at: float | None = None
+    id: int | None = None  # row id once stored
+    am_severity: str | None = None  # severity label last posted to Alertmanager
+
+    @property
+    def key(self) -> Key:
+        return family_key(self.kind, self.source, self.domain)
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: EventKind
+    incident: Incident
+
+
+def _strongest(findings: list[Finding], min_severity: str) -> dict[Key, Finding]:
+    floor = SEVERITY_RANK[min_severity]
+    best: dict[Key, Finding] = {}
+    for f in findings:
+        if SEVERITY_RANK[f.severity] < floor:
+            continue
+        key = family_key(f.kind, f.source, f.domain)
+        if key not in best or SEVERITY_RANK[f.severity] > SEVERITY_RANK[best[key].severity]:
+            best[key] = f
+    return best
+
+
+def reconcile(
+    active: list[Incident], findings: list[Finding], now: float, policy: IncidentsConfig
+) -> tuple[list[Incident], list[Event]]:
+    """Fold one scan into the active incidents.
+
+    New key: `firing`. Seen again with a higher severity than any event carried: `escalated`.
+    Seen again after `renotify_interval`: `reminder`. Not seen for `resolve_after`: `resolved`.
+    Returns every incident that changed (new, updated or resolved) and the events, in order.
+    """
+    seen = _strongest(findings, policy.min_severity)
+    by_key = {i.key: i for i in active}
+    changed: list[Incident] = []
+    events: list[Event] = []
+    for key, f in sorted(seen.items()):
+        old = by_key.get(key)
+        if old is None:
+            inc = Incident(
+                kind=f.kind,
+                source=f.source,
+                domain=f.domain or "",
+                severity=f.severity,
+                first_seen=now,
+                last_seen=now,
+                notified_at=now,
+                notified_severity=f.severity,
+                finding=f.to_json(),
+            )
+            changed.append(inc)
+            events.append(Event("firing", inc))
+            continue
+        inc = replace(
+            old, severity=f.severity, last_seen=max(old.last_seen, now), finding=f.to_json()
+        )
+        if SEVERITY_RANK[f.severity] > SEVERITY_RANK[old.notified_severity]:
+            inc = replace(inc, notified_at=now, notified_severity=f.severity)
+            events.append(Event("escalated", inc))
+        elif now - old.notified_at >= policy.renotify_interval:
+            inc = replace(inc, notified_at=now)
+            events.append(Event("reminder", inc))
+        changed.append(inc)
+    for key, old in sorted(by_key.items()):
+        if key in seen or now - old.last_seen < policy.resolve_after:
+            continue
+        inc = replace(old, status="resolved", resolved_at=now)
+        changed.append(inc)
+        events.append(Event("resolved", inc))
+    return changed, events
