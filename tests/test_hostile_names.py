@@ -126,3 +126,71 @@ def test_promql_injection_through_a_source_label_is_escaped() -> None:
     pattern = json.loads(f'"{literal}"')  # PromQL and JSON share these string escapes
     assert all(re.fullmatch(pattern, v) for v in hostile)
     assert not re.fullmatch(pattern, "ns/aXb") and not re.fullmatch(pattern, "c")
+
+
+def _mrkdwn_texts(node: object) -> list[str]:
+    """Every mrkdwn text object in a Block Kit payload."""
+    if isinstance(node, dict):
+        found = [node["text"]] if node.get("type") == "mrkdwn" else []
+        return found + [t for v in node.values() for t in _mrkdwn_texts(v)]
+    if isinstance(node, list):
+        return [t for v in node for t in _mrkdwn_texts(v)]
+    return []
+
+
+def test_slack_messages_neutralise_hostile_names(tmp_path: Path) -> None:
+    """Through a real run and a Slack stand-in: nothing in a name becomes a mention, a link,
+    formatting or a control character; every name is an unbreakable code span."""
+    import os
+
+    from tests.receivers import receiver
+
+    rng = np.random.default_rng(5)
+    names = ODD + [f"{rng.bytes(20).hex()}{i}.hostile.example" for i in range(36)]  # 45 < 50
+    c = Cluster(minutes=30, start=START)
+    c.pods.append(
+        Pod("evil", "ransom-7d9f8b7c6-x2x4q", 0, 0, 30, names, np.full(45, 1 / 45), 30)
+    )
+    path = tmp_path / "h.om"
+    path.write_text(history_text(c), encoding="utf-8")
+    cfg = tmp_path / "c.yaml"  # show every name, and a short window covering all of them
+    cfg.write_text("windows:\n  short: 30m\noutput:\n  sample_names: 50\n")
+    with receiver() as slack:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DNSWATCH_")}
+        env |= {
+            "DNSWATCH_SLACK_WEBHOOK_URL": slack.url + "/hook",
+            "DNSWATCH_STATE_PATH": str(tmp_path / "state.sqlite"),
+        }
+        proc = dnswatch(
+            "run", "--metrics-file", str(path), "--at", str(START + 30 * 60), "--config",
+            str(cfg), env=env,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        (post,) = slack.posts("/hook")
+    payload = post.json()
+    raw = json.dumps(payload, ensure_ascii=False)
+    assert "\x1b" not in raw and "\u202e" not in raw and "\n" + "line" not in raw
+    texts = _mrkdwn_texts(payload)
+    shown = next(t for t in texts if t.startswith("*Sample names*"))
+    lines = shown.split("\n")[1:]
+    assert len(lines) >= 40  # the payload-shaped names (short odd ones are not fetched)
+    for line in lines:
+        assert line.startswith("`") and line.endswith("`") and line.count("`") == 2, line
+        assert len(line) <= 122
+    for text in texts:
+        assert "<" not in text and ">" not in text, text  # no <!channel>, <@U…> or <url|label>
+    joined = "\n".join(texts)
+    assert "&lt;!channel&gt;*bold*\u02cbcode\u02cb&amp;amp.hostile.example" in joined
+    assert "rtl\\u202eelpmaxe" in joined and "esc\\x1b[31mred" in joined
+    assert "\\u03bc2lmgeigcafvza" in joined  # non-ASCII shown as escapes, not look-alikes
+    assert all(m.get("verbatim") is True for m in _mrkdwn_nodes(payload))
+    assert payload["unfurl_links"] is False
+
+
+def _mrkdwn_nodes(node: object) -> list[dict]:  # type: ignore[type-arg]
+    if isinstance(node, dict):
+        found = [node] if node.get("type") == "mrkdwn" else []
+        return found + [n for v in node.values() for n in _mrkdwn_nodes(v)]
+    if isinstance(node, list):
+        return [n for v in node for n in _mrkdwn_nodes(v)]
+    return []

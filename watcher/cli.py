@@ -15,6 +15,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from watcher import __version__
 from watcher.config import Config, load_config
 from watcher.detect import detect_all
@@ -193,8 +195,10 @@ def _config(args: argparse.Namespace) -> Config:
         data["serve"]["interval"] = args.interval
     try:
         return Config.model_validate(data)
-    except Exception as exc:  # noqa: BLE001 - pydantic's message, one line
-        raise ConfigError(f"bad option: {str(exc).splitlines()[-1].strip()}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "option"
+        raise ConfigError(f"bad option {where}: {first['msg']}") from None
 
 
 def scan_window(args: argparse.Namespace, cfg: Config) -> Window:
@@ -280,10 +284,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     metrics = SelfMetrics()
     read = _window_reader(args, cfg)
 
-    def cycle() -> str:
+    def cycle() -> tuple[bool, str]:
         report = run_cycle(read, cfg, metrics, dry_run=args.dry_run)
         errs = "".join(f"; delivery failed (kept pending): {e}" for e in report.errors)
-        return report.line() + errs
+        return report.scan_error is None, report.line() + errs
 
     return serve(cycle, cfg, metrics)
 

@@ -288,6 +288,13 @@ class ServeConfig(_Section):
     listen: str = Field(
         "0.0.0.0:9910", description="host:port for /metrics and /healthz in serve mode."
     )
+    unhealthy_after: Seconds | None = Field(
+        None,
+        description=(
+            "/healthz answers 503 when the last good cycle is older than this "
+            "(default: three intervals plus a minute)."
+        ),
+    )
     pushgateway_url: str | None = Field(
         None, description="run mode: push self-metrics here (also --pushgateway-url)."
     )

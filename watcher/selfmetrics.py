@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.exposition import push_to_gateway
 
 from watcher.findings import Finding
+
+disable_created_metrics()  # *_created series only add cardinality here
 
 KINDS = ("subdomain_burst", "high_volume", "suspicious_name")
 SEVERITIES = ("info", "warning", "critical")

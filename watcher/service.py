@@ -30,9 +30,9 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class Health:
     """Healthy while the last successful cycle is recent (or the first is still due)."""
 
-    def __init__(self, interval: float) -> None:
+    def __init__(self, allowed: float) -> None:
         self.started = time.time()
-        self.interval = interval
+        self.allowed = allowed
         self.last_ok: float | None = None
         self.last_error: str | None = None
         self.lock = threading.Lock()
@@ -46,7 +46,7 @@ class Health:
             self.last_error = error
 
     def status(self) -> tuple[bool, str]:
-        allowed = 3 * self.interval + 60
+        allowed = self.allowed
         with self.lock:
             ref = self.last_ok if self.last_ok is not None else self.started
             age = time.time() - ref
@@ -89,15 +89,15 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 
 def serve(
-    cycle: Callable[[], str],
+    cycle: Callable[[], tuple[bool, str]],
     cfg: Config,
     metrics: SelfMetrics,
     *,
     stop: threading.Event | None = None,
 ) -> int:
-    """Run until SIGTERM/SIGINT (or `stop` is set). `cycle` returns its log line or raises."""
+    """Run until SIGTERM/SIGINT (or `stop` is set). `cycle` returns (scan ok, log line)."""
     stop = stop or threading.Event()
-    health = Health(cfg.serve.interval)
+    health = Health(cfg.serve.unhealthy_after or 3 * cfg.serve.interval + 60)
     host, port = parse_listen(cfg.serve.listen)
     try:
         server = ThreadingHTTPServer((host, port), _handler(metrics, health))
@@ -109,7 +109,7 @@ def serve(
 
     def job() -> None:
         try:
-            line = cycle()
+            good, line = cycle()
         except DnswatchError as exc:
             health.failed(str(exc))
             log(f"cycle failed: {exc}")
@@ -118,7 +118,7 @@ def serve(
             health.failed(f"{type(exc).__name__}: {exc}")
             log(f"cycle crashed: {type(exc).__name__}: {exc}")
             return
-        if line.startswith("scan failed"):
+        if not good:
             health.failed(line)
         else:
             health.ok()
