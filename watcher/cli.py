@@ -21,7 +21,7 @@ from watcher import __version__
 from watcher.config import Config, load_config
 from watcher.detect import detect_all
 from watcher.errors import EXIT_DELIVERY, EXIT_OK, ConfigError, DnswatchError
-from watcher.findings import Finding
+from watcher.findings import Finding, rfc3339
 from watcher.render import as_json, as_text
 from watcher.window import Window
 
@@ -132,6 +132,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--listen", metavar="HOST:PORT", help="address of /metrics (default 0.0.0.0:9910)"
     )
     srv.add_argument("--interval", metavar="DURATION", help="time between cycles (default 5m)")
+
+    pol = sub.add_parser("policy", help="protection: suggest a Cilium DNS policy", epilog=EPILOG)
+    pol_sub = pol.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
+    sug = pol_sub.add_parser(
+        "suggest",
+        help="print a CiliumNetworkPolicy DNS allowlist for a source's workload (YAML)",
+        epilog=EPILOG,
+    )
+    sug.add_argument("--source", required=True, metavar="NS/POD", help="the pod (or workload)")
+    _add_source_args(sug)
+    sug.add_argument(
+        "--lookback", default="7d", metavar="DURATION", help="names used over this span (7d)"
+    )
+    sug.add_argument(
+        "--selector",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="endpointSelector label of the workload (repeatable; default: a guess, marked)",
+    )
 
     sim = sub.add_parser(
         "simulate", help="write an OpenMetrics history with incidents", epilog=EPILOG
@@ -292,6 +312,80 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(cycle, cfg, metrics)
 
 
+def cmd_policy(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from watcher import policy
+    from watcher.duration import parse_duration
+    from watcher.sources.prometheus import PrometheusSource
+    from watcher.window import apply_prefilter, empty_names, workload_of
+
+    if args.metrics_file:
+        raise ConfigError(
+            "policy suggest reads the lookback from Prometheus: give --prometheus-url"
+        )
+    source = args.source.strip()
+    if "/" not in source or not all(source.split("/", 1)):
+        raise ConfigError(f"--source takes NS/POD, got {args.source!r}")
+    selector: dict[str, str] = {}
+    for item in args.selector:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--selector takes KEY=VALUE, got {item!r}")
+        selector[key.strip()] = value.strip()
+    try:
+        lookback = parse_duration(args.lookback)
+    except ValueError as exc:
+        raise ConfigError(f"--lookback: {exc}") from None
+    cfg = _config(args)
+    if not cfg.prometheus.url:
+        raise ConfigError("no data source: give --prometheus-url URL (or DNSWATCH_PROMETHEUS_URL)")
+    at = parse_time(args.at) if args.at else time.time()
+    prom = PrometheusSource(cfg.prometheus.url, cfg)
+    names = prom.workload_names(source, at, lookback)
+    workload = workload_of(source)
+    if names.empty:
+        raise DnswatchError(
+            f"no DNS names from the pods of {workload} in the {args.lookback} before "
+            f"{rfc3339(at)}: nothing to build an allowlist from"
+        )
+    # Flagged: what the watcher reports now, and what its detectors find over the whole lookback
+    # (a tunnel that ran three days ago must not enter the allowlist).
+    flagged: dict[str, str] = {}
+    now = detect_all(prom.window(at), cfg)
+    span_seconds = max(lookback, cfg.windows.short)
+    lb_windows = cfg.windows.model_copy(update={"long": span_seconds})
+    lb_cfg = cfg.model_copy(update={"windows": lb_windows})
+    pods = names.assign(source=workload)
+    span = Window(
+        at=at,
+        short_seconds=cfg.windows.short,
+        long_seconds=span_seconds,
+        step_seconds=cfg.windows.step,
+        short=empty_names(),
+        long=pods,
+        shaped=apply_prefilter(
+            pods, cfg.names.prefilter_label_length, cfg.names.prefilter_name_length
+        ),
+        volume=pd.DataFrame(),
+    )
+    for f in [*now, *detect_all(span, lb_cfg)]:
+        if f.domain and f.is_alert and workload_of(f.source) == workload:
+            flagged.setdefault(f.domain, f"{f.severity} {f.kind}: {f.summary}")
+    ns, _, base = workload.partition("/")
+    suggestion = policy.build(
+        ns,
+        base,
+        sorted({s.split("/", 1)[1] for s in names["source"]}),
+        {str(k): float(v) for k, v in names.groupby("name")["queries"].sum().items()},
+        flagged,
+        cfg.labels.cluster_domain,
+        selector or None,
+    )
+    sys.stdout.write(policy.render(suggestion, source, at, args.lookback))
+    return EXIT_OK
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from watcher import simulate
 
@@ -325,6 +419,7 @@ COMMANDS = {
     "scan": cmd_scan,
     "run": cmd_run,
     "serve": cmd_serve,
+    "policy": cmd_policy,
     "simulate": cmd_simulate,
     "config": cmd_config,
 }

@@ -13,7 +13,7 @@ from prometheus_client.exposition import push_to_gateway
 
 from watcher.findings import Finding
 
-disable_created_metrics()  # *_created series only add cardinality here
+disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series only add cardinality here
 
 KINDS = ("subdomain_burst", "high_volume", "suspicious_name")
 SEVERITIES = ("info", "warning", "critical")

@@ -233,6 +233,16 @@ class PrometheusSource:
             warnings=warnings,
         )
 
+    def workload_names(self, source: str, at: float, seconds: float) -> pd.DataFrame:
+        """Every name (cluster domain included) the pods of `source`'s workload queried in the
+        span, per pod: what a DNS allowlist for the workload must keep allowed."""
+        self.check(at)
+        lab = self.cfg.labels
+        sel = promql.selector(lab.metric, [f'{lab.query}!=""', *self._workload_matchers({source})])
+        frame = self._names_frame(self.query(promql.names(sel, seconds, lab.source, lab.query), at))
+        wanted = workload_of(source)
+        return frame[frame["source"].map(workload_of) == wanted].reset_index(drop=True)
+
     def _volume(self, at: float) -> pd.DataFrame:
         """Queries per source per step. First the recent span for every source (cheap), then the
         full baseline only for sources whose recent rate could reach volume.min_rate, together
