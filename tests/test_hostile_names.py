@@ -148,9 +148,7 @@ def test_slack_messages_neutralise_hostile_names(tmp_path: Path) -> None:
     rng = np.random.default_rng(5)
     names = ODD + [f"{rng.bytes(20).hex()}{i}.hostile.example" for i in range(36)]  # 45 < 50
     c = Cluster(minutes=30, start=START)
-    c.pods.append(
-        Pod("evil", "ransom-7d9f8b7c6-x2x4q", 0, 0, 30, names, np.full(45, 1 / 45), 30)
-    )
+    c.pods.append(Pod("evil", "ransom-7d9f8b7c6-x2x4q", 0, 0, 30, names, np.full(45, 1 / 45), 30))
     path = tmp_path / "h.om"
     path.write_text(history_text(c), encoding="utf-8")
     cfg = tmp_path / "c.yaml"  # show every name, and a short window covering all of them

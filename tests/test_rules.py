@@ -166,6 +166,8 @@ def test_the_rate_alert_fires_on_the_flood_and_not_on_the_agent_restart(
 
 
 def test_runbooks_only_for_alerts() -> None:
-    names = {a["alert"] for a in alerts()}
+    from watcher.notify.alertmanager import ALERTNAME  # the watcher's own alert
+
+    names = {a["alert"] for a in alerts()} | {ALERTNAME}
     extra = [p.stem for p in (ROOT / "docs" / "runbooks").glob("*.md") if p.stem not in names]
     assert not extra, Path("docs/runbooks")

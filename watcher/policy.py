@@ -46,15 +46,11 @@ class Suggestion:
 
 def matches(pattern: str, name: str) -> bool:
     """Cilium's matchPattern semantics: `*` is zero or more DNS characters within a label."""
-    rx = (
-        "^"
-        + ".".join(
-            "[-a-z0-9_]*".join(re.escape(part) for part in label.split("*"))
-            for label in pattern.lower().strip(".").split(".")
-        )
-        + "$"
-    )
-    return re.match(rx, name.lower().strip(".")) is not None
+    labels = [
+        "[-a-z0-9_]*".join(re.escape(part) for part in label.split("*"))
+        for label in pattern.lower().strip(".").split(".")
+    ]
+    return re.fullmatch(r"\.".join(labels), name.lower().strip(".")) is not None
 
 
 def allowed(s: Suggestion, name: str) -> bool:
