@@ -11,8 +11,8 @@ demo: install
 	$(DNSWATCH) scan --metrics-file examples/demo-cluster.om.gz --format text
 
 lint:
-	$(PYTHON) -m ruff check watcher tests benchmarks rules dashboards
-	$(PYTHON) -m ruff format --check watcher tests benchmarks rules dashboards
+	$(PYTHON) -m ruff check watcher tests benchmarks rules dashboards k8s
+	$(PYTHON) -m ruff format --check watcher tests benchmarks rules dashboards k8s
 	$(PYTHON) -m mypy
 
 test: install
@@ -26,6 +26,7 @@ generate:
 	$(DNSWATCH) config > examples/config.yaml
 	$(PYTHON) rules/build.py
 	$(PYTHON) dashboards/build.py
+	$(PYTHON) k8s/build.py
 
 bench: install
 	bash scripts/install-test-deps.sh

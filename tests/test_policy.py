@@ -88,7 +88,7 @@ def allowed(policy: dict[str, Any], name: str) -> bool:
 def test_the_flagged_domain_is_left_out_and_every_legitimate_name_kept(
     shop: tuple[Cluster, str, str], shop_prom: PrometheusServer
 ) -> None:
-    cluster, tunnel_pod, new_pod = shop
+    cluster, _, new_pod = shop
     # Asked about the pod running now: the policy covers the workload, the tunnel pod included.
     text, policy = suggest(shop_prom, new_pod)
     tunnel_names = {name for p in cluster.pods for _, name, _, _ in p.extra}
