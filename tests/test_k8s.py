@@ -275,3 +275,15 @@ def test_the_manifests_run_the_image_the_dockerfile_builds() -> None:
     assert re.search(r'^ENTRYPOINT \["dnswatch"\]$', docker, re.M)
     uid = {spec["securityContext"]["runAsUser"] for spec in pod_specs().values()}
     assert uid == {10001}
+
+
+def test_the_dns_visibility_policy_is_valid_and_denies_nothing() -> None:
+    (ccnp,) = yaml.safe_load_all(
+        (K8S / "dns-visibility" / "ciliumclusterwidenetworkpolicy.yaml").read_text()
+    )
+    schema = json.loads((ROOT / "tests" / "schemas" / SCHEMAS[ccnp["kind"]]).read_text())
+    errors = [e.message for e in jsonschema.Draft7Validator(schema).iter_errors(ccnp)]
+    assert not errors, errors
+    assert ccnp["spec"]["enableDefaultDeny"] == {"egress": False, "ingress": False}
+    assert ccnp["spec"]["endpointSelector"] == {}
+    assert ccnp["spec"]["egress"][0]["toPorts"][0]["rules"]["dns"] == [{"matchPattern": "*"}]
