@@ -76,7 +76,11 @@ def test_a_rising_severity_is_sent_again_as_an_escalation(
     cluster_prom: PrometheusServer, cluster_history: Composite, tmp_path: Path
 ) -> None:
     with receiver() as slack:
-        e = env(tmp_path, DNSWATCH_SLACK_WEBHOOK_URL=slack.url + HOOK)
+        e = env(
+            tmp_path,
+            DNSWATCH_SLACK_WEBHOOK_URL=slack.url + HOOK,
+            DNSWATCH_GRAFANA_URL="https://grafana.example.test/",
+        )
         assert run(cluster_prom, cluster_history, 401, e).returncode == 0
         before = len(slack.posts(HOOK))
         assert run(cluster_prom, cluster_history, 402, e).returncode == 0
@@ -84,6 +88,12 @@ def test_a_rising_severity_is_sent_again_as_an_escalation(
         assert len(new) == 1
         text = json.dumps(new[0].json())
         assert "tunnel-a.example" in text and "CRITICAL" in text and "(escalated)" in text
+        source = cluster_history.incidents["iodine-like tunnel"][0]
+        assert f"dnswatch policy suggest --source {source}" in text
+        (button,) = [b for b in new[0].json()["blocks"] if b["type"] == "actions"]
+        url = button["elements"][0]["url"]
+        assert url.startswith("https://grafana.example.test/d/hubble-dns-watcher/")
+        assert "var-source=" + source.replace("/", "%2F") in url
         assert run(cluster_prom, cluster_history, 404, e).returncode == 0
         assert len(slack.posts(HOOK)) == before + 1
 

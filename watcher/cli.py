@@ -282,6 +282,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     for err in report.errors:
         print(f"dnswatch: delivery failed (kept pending): {err}", file=sys.stderr)
     print(f"dnswatch run: {report.line()}", file=sys.stderr)
+    if (
+        not (
+            cfg.slack.webhook_url
+            or cfg.slack.webhook_url_file
+            or cfg.slack.token
+            or cfg.slack.token_file
+            or cfg.alertmanager.url
+        )
+        and not args.dry_run
+    ):
+        print(
+            "dnswatch: no Slack or Alertmanager configured: incidents recorded, nothing sent",
+            file=sys.stderr,
+        )
     if cfg.serve.pushgateway_url and not args.dry_run:
         try:
             metrics.push(cfg.serve.pushgateway_url)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -92,6 +93,10 @@ class AlertmanagerChannel:
     def __init__(self, cfg: AlertmanagerConfig) -> None:
         assert cfg.url
         self.url = cfg.url.rstrip("/") + "/api/v2/alerts"
+        parts = urlsplit(self.url)  # errors name the URL without any user:password in it
+        self.shown = urlunsplit(parts._replace(netloc=parts.hostname or "")) + (
+            f" (port {parts.port})" if parts.port else ""
+        )
         self.timeout = cfg.timeout
         self.session = requests.Session()
         retry = Retry(
