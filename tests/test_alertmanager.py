@@ -185,3 +185,17 @@ def test_an_unreachable_alertmanager_fails_the_run_and_retries_later(
             assert len(server.alerts()) == 4
         finally:
             server.stop()
+
+
+def test_alertmanager_errors_never_show_url_credentials() -> None:
+    from watcher.config import AlertmanagerConfig
+    from watcher.errors import DeliveryError
+    from watcher.notify.alertmanager import AlertmanagerChannel
+
+    port = free_port()
+    ch = AlertmanagerChannel(
+        AlertmanagerConfig(url=f"http://am:s3cret@127.0.0.1:{port}", retries=0)
+    )
+    with pytest.raises(DeliveryError) as err:
+        ch.send([])
+    assert "s3cret" not in str(err.value) and f"port {port}" in str(err.value)

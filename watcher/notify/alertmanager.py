@@ -114,7 +114,7 @@ class AlertmanagerChannel:
             resp = self.session.post(self.url, json=alerts, timeout=self.timeout)
         except requests.RequestException as exc:
             raise DeliveryError(
-                f"alertmanager: {type(exc).__name__} posting to {self.url}"
+                f"alertmanager: {type(exc).__name__} posting to {self.shown}"
             ) from None
         if resp.status_code != 200:
             raise DeliveryError(
