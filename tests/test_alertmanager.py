@@ -82,6 +82,11 @@ def am(tmp_path: Path) -> Iterator[tuple[Alertmanager, Receiver]]:
         server.stop()
 
 
+def am_env(url: str, state: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DNSWATCH_")}
+    return env | {"DNSWATCH_ALERTMANAGER_URL": url, "DNSWATCH_STATE_PATH": str(state), **extra}
+
+
 def notifications(hook: Receiver, source: str) -> list[tuple[str, str]]:
     """(status, severity) of each webhook notification for the source."""
     out = []
@@ -99,12 +104,11 @@ def test_an_incident_reaches_alertmanager_once_grouped_and_resolves(
     tmp_path: Path,
 ) -> None:
     server, hook = am
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DNSWATCH_")}
-    env |= {
-        "DNSWATCH_ALERTMANAGER_URL": server.url,
-        "DNSWATCH_STATE_PATH": str(tmp_path / "state.sqlite"),
-        "DNSWATCH_ALERTMANAGER__EXTRA_LABELS": "{cluster: test}",
-    }
+    env = am_env(
+        server.url,
+        tmp_path / "state.sqlite",
+        DNSWATCH_ALERTMANAGER__EXTRA_LABELS="{cluster: test}",
+    )
 
     def run(minute: int) -> None:
         at = str(cluster_history.at(minute))
@@ -150,8 +154,7 @@ def test_an_escalation_ends_the_alert_under_the_old_severity(
     tmp_path: Path,
 ) -> None:
     server, _ = am
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DNSWATCH_")}
-    env |= {"DNSWATCH_ALERTMANAGER_URL": server.url, "DNSWATCH_STATE_PATH": str(tmp_path / "s")}
+    env = am_env(server.url, tmp_path / "s")
     for minute in (401, 402):
         at = str(cluster_history.at(minute))
         proc = dnswatch("run", "--prometheus-url", cluster_prom.url, "--at", at, env=env)
@@ -164,13 +167,11 @@ def test_an_escalation_ends_the_alert_under_the_old_severity(
 def test_an_unreachable_alertmanager_fails_the_run_and_retries_later(
     cluster_prom: PrometheusServer, cluster_history: Composite, tmp_path: Path
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DNSWATCH_")}
-    port = free_port()
-    env |= {
-        "DNSWATCH_ALERTMANAGER_URL": f"http://127.0.0.1:{port}",
-        "DNSWATCH_STATE_PATH": str(tmp_path / "state.sqlite"),
-        "DNSWATCH_ALERTMANAGER__RETRIES": "0",
-    }
+    env = am_env(
+        f"http://127.0.0.1:{free_port()}",
+        tmp_path / "state.sqlite",
+        DNSWATCH_ALERTMANAGER__RETRIES="0",
+    )
     at = str(cluster_history.at(356))
     proc = dnswatch("run", "--prometheus-url", cluster_prom.url, "--at", at, env=env)
     assert proc.returncode == 5

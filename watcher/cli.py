@@ -274,6 +274,7 @@ def _window_reader(args: argparse.Namespace, cfg: Config) -> Callable[[], Window
 
 def cmd_run(args: argparse.Namespace) -> int:
     from watcher.cycle import run_cycle
+    from watcher.notify.slack import SlackChannel
     from watcher.selfmetrics import SelfMetrics
 
     cfg = _config(args)
@@ -282,16 +283,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     for err in report.errors:
         print(f"dnswatch: delivery failed (kept pending): {err}", file=sys.stderr)
     print(f"dnswatch run: {report.line()}", file=sys.stderr)
-    if (
-        not (
-            cfg.slack.webhook_url
-            or cfg.slack.webhook_url_file
-            or cfg.slack.token
-            or cfg.slack.token_file
-            or cfg.alertmanager.url
-        )
-        and not args.dry_run
-    ):
+    configured = SlackChannel.configured(cfg.slack) or cfg.alertmanager.url
+    if not configured and not args.dry_run:
         print(
             "dnswatch: no Slack or Alertmanager configured: incidents recorded, nothing sent",
             file=sys.stderr,

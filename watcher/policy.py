@@ -53,16 +53,6 @@ def matches(pattern: str, name: str) -> bool:
     return re.fullmatch(r"\.".join(labels), name.lower().strip(".")) is not None
 
 
-def allowed(s: Suggestion, name: str) -> bool:
-    n = name.lower().strip(".")
-    for r in [*s.cluster_rules, *s.rules]:
-        if r.kind == "matchName" and r.value == n:
-            return True
-        if r.kind == "matchPattern" and matches(r.value, n):
-            return True
-    return False
-
-
 def _family_rules(
     reg: str, names: dict[str, float], family_max: int, family_min: int
 ) -> tuple[list[Rule], list[Rule]]:

@@ -180,9 +180,6 @@ class Store:
         rows = self.conn.execute("SELECT * FROM incidents WHERE status = 'active' ORDER BY id")
         return [_incident(r) for r in rows]
 
-    def incidents(self) -> list[Incident]:
-        return [_incident(r) for r in self.conn.execute("SELECT * FROM incidents ORDER BY id")]
-
     def record(self, changed: list[Incident], events: list[Event], channels: list[str]) -> None:
         """Store changed incidents and a pending delivery per event and channel, atomically."""
         ids: dict[tuple[str, str, str], int] = {}
@@ -273,13 +270,6 @@ class Store:
                 "UPDATE incidents SET am_severity = ? WHERE id = ?",
                 list(zip(severities, incident_ids, strict=True)),
             )
-
-    def delivery_rows(self) -> list[dict[str, Any]]:
-        rows = self.conn.execute(
-            "SELECT d.*, i.kind, i.source, i.domain FROM deliveries d"
-            " JOIN incidents i ON i.id = d.incident_id ORDER BY d.id"
-        )
-        return [dict(r) for r in rows]
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
