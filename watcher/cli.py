@@ -256,10 +256,12 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _window_reader(args: argparse.Namespace, cfg: Config) -> Callable[[], Window]:
-    """Each call reads a fresh window. With --at, the first cycle scans at that time and later
-    ones advance with the wall clock (a replay of the past, e.g. a fire drill on a history)."""
-    if not args.at:
+def _window_reader(
+    args: argparse.Namespace, cfg: Config, *, replay: bool = False
+) -> Callable[[], Window]:
+    """Each call reads a fresh window at --at exactly (or now). With `replay` (serve), the first
+    cycle scans at --at and later ones advance with the wall clock (a fire drill on a history)."""
+    if not args.at or not replay:
         return lambda: scan_window(args, cfg)
     start_at, start_wall = parse_time(args.at), time.time()
 
@@ -309,7 +311,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cfg = _config(args)
     channels(cfg)  # a bad secret or URL fails now, not in the first cycle
     metrics = SelfMetrics()
-    read = _window_reader(args, cfg)
+    read = _window_reader(args, cfg, replay=True)
 
     def cycle() -> tuple[bool, str]:
         report = run_cycle(read, cfg, metrics, dry_run=args.dry_run)
