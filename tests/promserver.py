@@ -57,10 +57,6 @@ class PrometheusServer:
                 f"--config.file={self.workdir / 'prometheus.yml'}",
                 f"--storage.tsdb.path={self.data}",
                 "--storage.tsdb.retention.time=100y",
-                # Equal block durations switch compaction off: Prometheus would otherwise merge
-                # the backfilled blocks about a minute after start, while tests query them.
-                "--storage.tsdb.min-block-duration=2h",
-                "--storage.tsdb.max-block-duration=2h",
                 f"--web.listen-address=127.0.0.1:{self.port}",
             ],
             stdout=self.log,
