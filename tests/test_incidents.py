@@ -149,3 +149,27 @@ def test_a_held_lock_makes_the_second_run_wait_then_give_up(tmp_path: Path) -> N
     t.join()
     with Store.open(path, lock_timeout=1):
         pass
+
+
+def test_run_scans_at_exactly_the_given_time_and_only_serve_replays(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Incident times are scan times: a run must not drift from --at (a few ms off once made a
+    resolution at exactly resolve_after depend on the machine's speed)."""
+    import argparse
+    import time
+
+    from watcher import cli
+    from watcher.config import Config
+
+    seen: list[float] = []
+    monkeypatch.setattr(cli, "scan_window", lambda a, c: seen.append(cli.parse_time(a.at)))
+    args = argparse.Namespace(at="1780000000")
+    read = cli._window_reader(args, Config())
+    time.sleep(0.05)
+    read()
+    assert seen == [1780000000.0]
+    replay = cli._window_reader(args, Config(), replay=True)
+    time.sleep(0.05)
+    replay()
+    assert seen[1] >= 1780000000.05
