@@ -1,16 +1,28 @@
-# The two quickstart commands: `make demo` and `make test`. Both install what they need.
-PYTHON ?= python3
+# The two quickstart commands: `make demo` and `make test`. Both install what they need into a
+# project virtualenv (.venv): never into the system interpreter, so a stock Debian/Ubuntu
+# python3 (PEP 668, "externally-managed-environment") works as well as any Python >= 3.11.
+PY ?= python3
+VENV ?= .venv
+PYTHON = $(VENV)/bin/python
 DNSWATCH = $(PYTHON) -m watcher.cli
+STAMP = $(VENV)/.installed
 
-.PHONY: install demo test lint generate bench
+.PHONY: install demo test lint generate bench train-flow-model
 
-install:
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "dnswatch: need Python >= 3.11 as '$(PY)' (make PY=/path/to/python3.11 ...)" >&2; exit 1; }
+	@[ -x $(PYTHON) ] || $(PY) -m venv $(VENV) >/dev/null 2>&1 || { rm -rf $(VENV); \
+	  echo "dnswatch: '$(PY) -m venv' failed: on Debian/Ubuntu run 'sudo apt install python3-venv', then retry" >&2; exit 1; }
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
 
 demo: install
 	$(DNSWATCH) scan --metrics-file examples/demo-cluster.om.gz --format text
 
-lint:
+lint: install
 	$(PYTHON) -m ruff check watcher tests benchmarks rules dashboards k8s
 	$(PYTHON) -m ruff format --check watcher tests benchmarks rules dashboards k8s
 	$(PYTHON) -m mypy
@@ -21,7 +33,7 @@ test: install
 	$(PYTHON) -m pytest -q -p no:cacheprovider
 
 # Regenerate every generated file; tests fail when one is stale.
-generate:
+generate: install
 	$(DNSWATCH) simulate --demo --hours 5 -o examples/demo-cluster.om.gz
 	$(DNSWATCH) config > examples/config.yaml
 	$(PYTHON) rules/build.py
