@@ -192,3 +192,68 @@ def test_bad_metrics_files_exit_3(
 def test_debug_shows_the_traceback() -> None:
     proc = dnswatch("--debug", "scan", "--prometheus-url", f"http://127.0.0.1:{free_port()}")
     assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+class _Silent(http.server.BaseHTTPRequestHandler):
+    """Accepts the connection, reads the request, never answers (a hung Prometheus)."""
+
+    def _hang(self) -> None:
+        self.server.hung.wait(20)  # type: ignore[attr-defined]
+
+    do_GET = do_POST = _hang
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _Refusing(http.server.BaseHTTPRequestHandler):
+    """Answers every query like Prometheus refusing it (422, its own JSON error)."""
+
+    def _reply(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        body = (
+            b'{"status":"error","errorType":"execution","error":"query processing would load '
+            b'too many samples into memory in query execution"}'
+        )
+        self.send_response(422)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _reply
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _serve(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    server.hung = threading.Event()  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.hung.set()  # type: ignore[attr-defined]
+    server.shutdown()
+
+
+def test_a_prometheus_that_never_answers_is_a_timeout_with_its_length() -> None:
+    for url in _serve(_Silent):
+        env = {**__import__("os").environ, "DNSWATCH_PROMETHEUS__RETRIES": "1"}
+        proc = dnswatch("scan", "--prometheus-url", url, "--timeout", "1s", env=env)
+        _one_line_error(proc, 3, "timed out", "within 1s", "2 tries", "--timeout")
+        assert "cannot reach" not in proc.stderr
+
+
+def test_a_refused_query_shows_prometheus_own_error_once() -> None:
+    for url in _serve(_Refusing):
+        proc = dnswatch("scan", "--prometheus-url", url, "--format", "json")
+        _one_line_error(proc, 3, "HTTP 422", "would load too many samples")
+        assert proc.stderr.count("too many samples") == 1
+        assert "\\" not in proc.stderr and "b'" not in proc.stderr
+
+
+def test_a_refused_connection_says_so(tmp_path: Path) -> None:
+    proc = dnswatch("scan", "--prometheus-url", f"http://127.0.0.1:{free_port()}")
+    _one_line_error(proc, 3, "cannot reach Prometheus", "connection refused")

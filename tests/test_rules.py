@@ -65,11 +65,7 @@ def test_every_alert_is_complete_and_has_a_runbook() -> None:
         for key in ("summary", "description", "runbook_url"):
             if not a.get("annotations", {}).get(key):
                 offenders.append((name, key))
-        if (
-            not a.get("annotations", {})
-            .get("runbook_url", "")
-            .endswith(f"/docs/runbooks/{name}.md")
-        ):
+        if a.get("annotations", {}).get("runbook_url") != f"docs/runbooks/{name}.md":
             offenders.append((name, "runbook_url path"))
         book = ROOT / "docs" / "runbooks" / f"{name}.md"
         text = book.read_text() if book.exists() else ""

@@ -242,10 +242,12 @@ class AlertmanagerConfig(_Section):
     extra_labels: dict[str, str] = Field(
         default_factory=dict, description="Labels added to every alert (e.g. cluster: prod)."
     )
-    runbook_url: str = Field(
-        "https://github.com/hubble-dns-watcher/hubble-dns-watcher/blob/main/docs/runbooks/"
-        "DNSExfiltrationSuspected.md",
-        description="runbook_url annotation of every alert.",
+    runbook_url: str | None = Field(
+        None,
+        description=(
+            "runbook_url annotation of every alert (default: <links.docs_url>/runbooks/"
+            "DNSExfiltrationSuspected.md)."
+        ),
     )
 
 
@@ -283,6 +285,24 @@ class GrafanaConfig(_Section):
     dashboard_uid: str = Field("hubble-dns-watcher", description="uid of the shipped dashboard.")
 
 
+class LinksConfig(_Section):
+    docs_url: str = Field(
+        "docs",
+        description=(
+            "Base of the docs that alerts and messages link to (DNSWATCH_DOCS_URL), e.g. your "
+            "mirror of this repository's docs/ folder. Default: `docs`, the folder shipped in the "
+            "repository, shown as a path (not a link) until you set a URL."
+        ),
+    )
+
+    def runbook(self, name: str) -> str:
+        return f"{self.docs_url.rstrip('/')}/runbooks/{name}.md"
+
+    @property
+    def is_url(self) -> bool:
+        return self.docs_url.startswith(("http://", "https://"))
+
+
 class ServeConfig(_Section):
     interval: Seconds = Field(300, description="Run a cycle this often (5 min).")
     listen: str = Field(
@@ -316,6 +336,7 @@ class Config(BaseModel):
     incidents: IncidentsConfig = IncidentsConfig()
     state: StateConfig = StateConfig()
     grafana: GrafanaConfig = GrafanaConfig()
+    links: LinksConfig = LinksConfig()
     serve: ServeConfig = ServeConfig()
 
     @model_validator(mode="after")
@@ -338,6 +359,7 @@ ENV_SHORTCUTS = {
     "DNSWATCH_ALERTMANAGER_URL": ("alertmanager", "url"),
     "DNSWATCH_STATE_PATH": ("state", "path"),
     "DNSWATCH_GRAFANA_URL": ("grafana", "url"),
+    "DNSWATCH_DOCS_URL": ("links", "docs_url"),
     "DNSWATCH_PUSHGATEWAY_URL": ("serve", "pushgateway_url"),
 }
 

@@ -62,7 +62,8 @@ def alert(
                 str(incident.finding.get("summary", message.title(incident.kind))), 400
             ),
             "description": description[:4000],
-            "runbook_url": cfg.alertmanager.runbook_url,
+            "runbook_url": cfg.alertmanager.runbook_url
+            or cfg.links.runbook("DNSExfiltrationSuspected"),
         },
         "startsAt": _ts(min(incident.first_seen, now)),
         "endsAt": _ts(now if ended else now + cfg.alertmanager.ends_after),

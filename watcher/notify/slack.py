@@ -77,17 +77,22 @@ def render(incident: Incident, event: str, cfg: Config) -> dict[str, Any]:
             blocks.append({"type": "section", "text": _mrkdwn(f"*Sample names*\n{shown}")})
         steps = "\n".join(slack_code(s, 300) for s in message.next_steps(incident))
         blocks.append({"type": "section", "text": _mrkdwn(f"*Next step*\n{steps}")})
+    buttons: list[dict[str, Any]] = []
     link = message.grafana_link(cfg.grafana, incident)
     if link:
+        buttons.append(_button("Open in Grafana", link))
+    runbook = cfg.alertmanager.runbook_url or cfg.links.runbook("DNSExfiltrationSuspected")
+    if runbook.startswith(("http://", "https://")):
+        buttons.append(_button("Runbook", runbook))
+    if buttons:
+        blocks.append({"type": "actions", "elements": buttons})
+    elif event != "resolved":
+        # No docs URL configured: say where the runbook is rather than link a made-up address.
         blocks.append(
             {
-                "type": "actions",
+                "type": "context",
                 "elements": [
-                    {
-                        "type": "button",
-                        "text": {"type": "plain_text", "text": "Open in Grafana"},
-                        "url": link[:3000],
-                    }
+                    _mrkdwn(f"Runbook: {slack_code(runbook, 300)} in the dnswatch repository")
                 ],
             }
         )
@@ -113,6 +118,10 @@ def render(incident: Incident, event: str, cfg: Config) -> dict[str, Any]:
         "unfurl_links": False,
         "unfurl_media": False,
     }
+
+
+def _button(text: str, url: str) -> dict[str, Any]:
+    return {"type": "button", "text": {"type": "plain_text", "text": text}, "url": url[:3000]}
 
 
 class BoundedRetry(RetryHandler):

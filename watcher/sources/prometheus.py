@@ -92,8 +92,15 @@ class PrometheusSource:
             raise SourceError(f"{self.url} did not answer like a Prometheus API") from None
         except requests.exceptions.SSLError:
             raise SourceError(f"TLS error talking to Prometheus at {self.url}") from None
-        except requests.exceptions.Timeout:
-            raise SourceError(f"Prometheus at {self.url} timed out") from None
+        except requests.exceptions.Timeout as exc:
+            raise SourceError(self._timeout_message(exc)) from None
+        except requests.exceptions.ConnectionError as exc:
+            # Retries exhausted on read timeouts arrive as a ConnectionError wrapping them.
+            if _timed_out(exc):
+                raise SourceError(self._timeout_message(exc)) from None
+            raise SourceError(
+                f"cannot reach Prometheus at {self.url} ({_connect_reason(exc)})"
+            ) from None
         except requests.exceptions.RequestException as exc:
             reason = type(exc).__name__
             raise SourceError(f"cannot reach Prometheus at {self.url} ({reason})") from None
@@ -106,6 +113,16 @@ class PrometheusSource:
         if not isinstance(result, list):
             raise SourceError(f"{self.url} did not answer like a Prometheus API")
         return result
+
+    def _timeout_message(self, exc: Exception) -> str:
+        p = self.cfg.prometheus
+        tries = p.retries + 1
+        what = "connect" if _connect_timeout(exc) else "an answer"
+        return (
+            f"Prometheus at {self.url} timed out: no {what} within {p.timeout:g}s "
+            f"({tries} tr{'y' if tries == 1 else 'ies'}); a slow or overloaded server: raise "
+            "--timeout (prometheus.timeout) or scan a smaller cluster"
+        )
 
     def query(self, expr: str, at: float) -> list[dict[str, Any]]:
         return self._call(self.client.custom_query, expr, params={"time": f"{at:.3f}"})
@@ -302,3 +319,47 @@ def _api_error(raw: str) -> str:
     text = error.group(1) if error else raw
     code = f"HTTP {status.group(1)}: " if status else ""
     return terminal_safe(code + text)[:240]
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception, what it wraps (requests puts urllib3's error in args) and its causes."""
+    seen: list[BaseException] = []
+    todo: list[BaseException] = [exc]
+    while todo and len(seen) < 12:
+        e = todo.pop()
+        if e in seen:
+            continue
+        seen.append(e)
+        todo.extend(a for a in e.args if isinstance(a, BaseException))
+        reason = getattr(e, "reason", None)
+        if isinstance(reason, BaseException):
+            todo.append(reason)
+        if e.__cause__ is not None:
+            todo.append(e.__cause__)
+        if e.__context__ is not None:
+            todo.append(e.__context__)
+    return seen
+
+
+def _is_timeout(e: BaseException, kind: type[BaseException]) -> bool:
+    # urllib3's NewConnectionError (refused, unresolvable) subclasses ConnectTimeoutError.
+    return isinstance(e, kind) and not isinstance(e, urllib3.exceptions.NewConnectionError)
+
+
+def _timed_out(exc: BaseException) -> bool:
+    return any(_is_timeout(e, urllib3.exceptions.TimeoutError) for e in _chain(exc))
+
+
+def _connect_timeout(exc: BaseException) -> bool:
+    return any(_is_timeout(e, urllib3.exceptions.ConnectTimeoutError) for e in _chain(exc))
+
+
+def _connect_reason(exc: BaseException) -> str:
+    for e in _chain(exc):
+        if isinstance(e, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(e, urllib3.exceptions.NameResolutionError):
+            return "name not resolved"
+        if isinstance(e, (ConnectionResetError, urllib3.exceptions.ProtocolError)):
+            return "connection closed by the server"
+    return type(exc).__name__
