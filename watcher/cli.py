@@ -21,7 +21,7 @@ from watcher import __version__
 from watcher.config import Config, load_config
 from watcher.detect import detect_all
 from watcher.errors import EXIT_DELIVERY, EXIT_OK, ConfigError, DnswatchError
-from watcher.findings import Finding, rfc3339
+from watcher.findings import Finding, rfc3339, sort_findings
 from watcher.render import as_json, as_text
 from watcher.window import Window
 
@@ -172,9 +172,46 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SPEC",
         help="KIND[,key=value...]: KIND is tunnel, slow_leak, few_names or flood; "
         "keys: source, domain, at, duration, rate, encoding (base32, base64, hex, "
-        "numeric, base64url), delete_after, factor. Repeatable.",
+        "numeric, base64url, words), delete_after, factor. Repeatable.",
     )
     sim.add_argument("--demo", action="store_true", help="add the demo's incidents")
+    sim.add_argument(
+        "--flows",
+        action="store_true",
+        help="write Hubble flow lines (exporter / hubble observe -o jsonpb) instead of metrics, "
+        "with benign look-alikes (IP-named hosts, wildcard DNS, storage IDs, DKIM)",
+    )
+
+    flo = sub.add_parser(
+        "flows",
+        help="read Hubble flow logs (exporter files, hubble observe -o jsonpb) and print findings",
+        epilog=EPILOG,
+    )
+    flo.add_argument(
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="exporter files, rotated backups (.gz ok), a directory of them, or - for stdin",
+    )
+    flo.add_argument("--follow", metavar="PATH", help="tail this exporter file (rotation-safe)")
+    flo.add_argument(
+        "--position-file",
+        metavar="PATH",
+        help="--follow: save and resume the read position here (no line re-read or skipped)",
+    )
+    flo.add_argument("--config", metavar="FILE", help="YAML config")
+    flo.add_argument(
+        "--notify",
+        action="store_true",
+        help="fold findings into incidents and deliver them as `run` does (Slack, "
+        "Alertmanager; with --follow, every flows.notify_interval)",
+    )
+    _add_cycle_args(flo)
+    flo.add_argument(
+        "--format",
+        choices=["json", "text"],
+        help="output format (default: text on a terminal, json otherwise)",
+    )
 
     sub.add_parser("config", help="print the default configuration, every threshold explained")
     return parser
@@ -403,6 +440,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     incidents = [*(simulate.DEMO_INCIDENTS if args.demo else []), *args.incident]
     start = int(args.start) if args.start is not None else simulate.DEFAULT_START
     cluster = simulate.build(args.hours, incidents, args.seed, start)
+    if args.flows:
+        from watcher import simulate_flows
+
+        simulate_flows.add_hard_negatives(cluster, args.seed + 4)
+        try:
+            if args.output == "-":
+                n = simulate_flows.write(cluster, None, sys.stdout)
+            else:
+                n = simulate_flows.write(cluster, args.output)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+        print(f"wrote {n} flow lines, {cluster.minutes} minutes", file=sys.stderr)
+        return EXIT_OK
     if args.output == "-":
         n = simulate.write_openmetrics(cluster, sys.stdout)
     else:
@@ -415,6 +465,91 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return EXIT_OK
+
+
+def cmd_flows(args: argparse.Namespace) -> int:
+    import json
+    import signal
+    from pathlib import Path
+
+    from watcher.cycle import Scanned, channels, run_cycle
+    from watcher.flowscan import FlowScan, follow
+    from watcher.render import text_line
+    from watcher.selfmetrics import SelfMetrics
+    from watcher.sources.flows import read_lines
+
+    cfg = _config(args)
+    fmt = args.format or ("text" if sys.stdout.isatty() else "json")
+    if (args.dry_run or args.state) and not args.notify:
+        raise ConfigError("--dry-run and --state go with --notify")
+    metrics = SelfMetrics()
+    failed = {"all": False}
+
+    def notify(scan: FlowScan, findings: list[Finding] | None = None) -> None:
+        at = scan.window.now or time.time()
+        got = findings if findings is not None else scan.current()
+        report = run_cycle(
+            lambda: Scanned(at, got, scan.warnings()), cfg, metrics, dry_run=args.dry_run
+        )
+        for err in report.errors:
+            print(f"dnswatch: delivery failed (kept pending): {err}", file=sys.stderr)
+        print(f"dnswatch flows: {report.line()}", file=sys.stderr)
+        failed["all"] = report.all_deliveries_failed
+
+    if args.notify:
+        channels(cfg)  # a bad secret or URL fails now
+    if args.follow:
+        if args.files:
+            raise ConfigError("give FILE arguments or --follow PATH, not both")
+        stopping = {"now": False}
+
+        def stop(*_: object) -> None:
+            stopping["now"] = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+        def emit(f: Finding) -> None:
+            if not f.is_alert:
+                return
+            if fmt == "json":
+                line = json.dumps(f.to_json(), ensure_ascii=True, separators=(",", ":"))
+            else:
+                line = text_line(f)
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+        pos = Path(args.position_file) if args.position_file else None
+        follow(
+            Path(args.follow),
+            cfg,
+            emit,
+            pos,
+            stop=lambda: stopping["now"],
+            every=notify if args.notify else None,
+        )
+        return EXIT_DELIVERY if failed["all"] else EXIT_OK
+    if not args.files:
+        raise ConfigError("give flow files (or - for stdin), or --follow PATH")
+    if args.position_file:
+        raise ConfigError("--position-file goes with --follow")
+    scan = FlowScan(cfg)
+    scan.feed(read_lines(args.files))
+    result = scan.result()
+    if fmt == "json":
+        sys.stdout.write(json.dumps(result, ensure_ascii=True, indent=1) + "\n")
+    else:
+        findings = list(scan.best.values())
+        skipped = ", ".join(f"{n} {r}" for r, n in result["skipped"].items())
+        head = f"read {result['lines_read']} lines, {result['dns_flows']} DNS flows" + (
+            f"; skipped {skipped}" if skipped else ""
+        )
+        text = as_text(scan.window.now or time.time(), findings, result["warnings"])
+        sys.stdout.write(text.replace(": ", f" ({head}): ", 1) + "\n")
+    if args.notify:
+        # A file read to its end: every finding of the file, as one cycle.
+        notify(scan, sort_findings(list(scan.best.values())))
+    return EXIT_DELIVERY if failed["all"] else EXIT_OK
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -431,6 +566,7 @@ COMMANDS = {
     "policy": cmd_policy,
     "simulate": cmd_simulate,
     "config": cmd_config,
+    "flows": cmd_flows,
 }
 
 

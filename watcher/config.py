@@ -186,6 +186,77 @@ class AllowlistConfig(_Section):
     )
 
 
+class FlowsConfig(_Section):
+    """Thresholds of the flow-log source (`dnswatch flows`): see docs/flow-logs.md."""
+
+    max_pairs: int = Field(
+        200_000,
+        ge=100,
+        description=(
+            "(workload, registered domain) pairs kept in memory; the least recently active is "
+            "judged, then dropped. Memory is bounded by this, not by the log's size."
+        ),
+    )
+    max_names_per_pair: int = Field(
+        4096, ge=64, description="Names remembered per pair (the oldest is forgotten first)."
+    )
+    min_distinct: int = Field(
+        30,
+        ge=2,
+        description=(
+            "New names under one domain in the long window before its behaviour is judged: "
+            "a leak of a few kilobytes needs dozens of queries; fewer is not a channel."
+        ),
+    )
+    min_unique_ratio: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="New names / requests: a channel sends each chunk once, hosts are re-queried.",
+    )
+    min_payload_chars: float = Field(
+        14.0,
+        ge=1,
+        description="Mean characters left of the domain: host names are short, chunks are not.",
+    )
+    max_address_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description=(
+            "Answers carrying addresses above this share are real hosts (a wildcard or "
+            "IP-named service), not a channel: tunnels get NXDOMAIN, empty or TXT/NULL data."
+        ),
+    )
+    max_prevalence: int = Field(
+        3,
+        ge=1,
+        description=(
+            "A domain queried by more workloads than this is shared infrastructure, not one "
+            "workload's private channel (channel_behaviour only)."
+        ),
+    )
+    behaviour_score: float = Field(
+        0.45,
+        gt=0,
+        le=1,
+        description="channel_behaviour alerts (warning) at this behaviour score; see docs.",
+    )
+    critical_distinct: int = Field(
+        120, ge=2, description="channel_behaviour with this many new names is critical."
+    )
+    report_interval: Seconds = Field(
+        1.0, description="--follow: judge the active pairs this often (a finding within 5 s)."
+    )
+    notify_interval: Seconds = Field(
+        30.0,
+        description=(
+            "--follow --notify: fold the current findings into incidents and deliver this often "
+            "(dedupe, escalation and resolution as for `run`)."
+        ),
+    )
+
+
 class OutputConfig(_Section):
     sample_names: int = Field(5, ge=0, le=50, description="Sample names per finding.")
     max_name_chars: int = Field(120, ge=20, description="Names longer than this are truncated.")
@@ -331,6 +402,7 @@ class Config(BaseModel):
     names: NamesConfig = NamesConfig()
     allowlist: AllowlistConfig = AllowlistConfig()
     output: OutputConfig = OutputConfig()
+    flows: FlowsConfig = FlowsConfig()
     slack: SlackConfig = SlackConfig()
     alertmanager: AlertmanagerConfig = AlertmanagerConfig()
     incidents: IncidentsConfig = IncidentsConfig()

@@ -25,6 +25,15 @@ from watcher.state import Delivery, Store
 from watcher.window import Window
 
 
+@dataclass(frozen=True)
+class Scanned:
+    """Findings a source judged itself (the flow pipeline), as of `at`."""
+
+    at: float
+    findings: list[Finding]
+    warnings: list[str] = field(default_factory=list)
+
+
 @dataclass
 class CycleReport:
     at: float | None = None
@@ -63,13 +72,16 @@ def channels(
 
 
 def _scan(
-    read_window: Callable[[], Window], cfg: Config, metrics: SelfMetrics, report: CycleReport
+    read_window: Callable[[], Window | Scanned],
+    cfg: Config,
+    metrics: SelfMetrics,
+    report: CycleReport,
 ) -> None:
     t0 = time.monotonic()
     try:
-        window = read_window()
-        report.findings = detect_all(window, cfg)
-        report.at = window.at
+        got = read_window()
+        report.findings = detect_all(got, cfg) if isinstance(got, Window) else got.findings
+        report.at = got.at
     except DnswatchError as exc:
         report.scan_error = exc
         metrics.scan_failed(time.monotonic() - t0)
@@ -150,7 +162,7 @@ def _deliver_alertmanager(
 
 
 def run_cycle(
-    read_window: Callable[[], Window],
+    read_window: Callable[[], Window | Scanned],
     cfg: Config,
     metrics: SelfMetrics,
     *,

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-Kind = Literal["subdomain_burst", "high_volume", "suspicious_name"]
+Kind = Literal["subdomain_burst", "high_volume", "suspicious_name", "channel_behaviour"]
 Severity = Literal["info", "warning", "critical"]
 SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
 ALERT_SEVERITIES = ("warning", "critical")

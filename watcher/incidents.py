@@ -19,7 +19,12 @@ Key = tuple[str, str, str]
 # A burst and encoded-looking names under one domain from one source are the same channel seen
 # two ways; the detectors report whichever is stronger at the moment, so one incident covers
 # both and a flip between them is not a new page.
-FAMILY = {"subdomain_burst": "channel", "suspicious_name": "channel", "high_volume": "volume"}
+FAMILY = {
+    "subdomain_burst": "channel",
+    "suspicious_name": "channel",
+    "channel_behaviour": "channel",
+    "high_volume": "volume",
+}
 
 
 def family_key(kind: str, source: str, domain: str | None) -> Key:

@@ -47,3 +47,11 @@ def _count(findings: list[Finding]) -> str:
     if not findings:
         return "no findings"
     return f"{alerts} alert{'s' if alerts != 1 else ''}, {info} info"
+
+
+def text_line(f: Finding) -> str:
+    """One finding on one line (a --follow stream on a terminal)."""
+    return terminal_safe(
+        f"{f.severity.upper()} {f.kind} {truncate(f.source, 60)} "
+        f"{truncate(f.domain or '-', 50)} {f.score:.2f}: {f.summary}"
+    )

@@ -92,7 +92,44 @@ def _enc_b64url(rng: np.random.Generator, i: int) -> str:  # DNSExfiltrator-styl
     return f"{i}.{_chunks(base64.urlsafe_b64encode(raw).decode().rstrip('=').lower(), 60)}"
 
 
+# 256 short English words: one byte per word, a low-entropy encoding no shape score flags.
+WORDS_TEXT = """
+able acid aged also area army away baby back ball band bank base bath bear beat been
+beer bell belt best bill bird blow blue boat body bomb bond bone book boom born boss
+both bowl bulk burn bush busy call calm came camp card care case cash cast cell chat
+chip city club coal coat code cold come cook cool cope copy core cost crew crop dark
+data date dawn days dead deal dean dear debt deep deny desk dial diet disc disk does
+done door dose down draw drew drop drug dual duke dust duty each earn ease east easy
+edge else even ever evil exit face fact fail fair fall farm fast fate fear feed feel
+feet fell felt file fill film find fine fire firm fish five flat flow food foot ford
+form fort four free from fuel full fund gain game gate gave gear gene gift girl give
+glad goal goes gold golf gone good gray grew grey grow gulf hair half hall hand hang
+hard harm hate have head hear heat held hell help here hero high hill hire hold hole
+holy home hope host hour huge hung hunt hurt idea inch into iron item jack jane jean
+john join jump jury just keen keep kent kept kick kill kind king knee knew know lack
+lady laid lake land lane last late lead left less life lift like line link list live
+load loan lock logo long look lord lose loss lost love luck made mail main make male
+many mark mass matt meal mean meat meet menu mere mike mile milk mill mind mine miss
+mode mood moon more most move much must name navy near neck need news next nice
+"""
+WORDS = WORDS_TEXT.split()
+
+
+def _enc_words(rng: np.random.Generator, i: int) -> str:  # word-per-byte, dash-joined labels
+    words = [WORDS[b % len(WORDS)] for b in rng.bytes(int(rng.integers(8, 16)))]
+    labels, cur = [], ""
+    for w in words:
+        if cur and len(cur) + 1 + len(w) > 40:
+            labels.append(cur)
+            cur = w
+        else:
+            cur = f"{cur}-{w}" if cur else w
+    labels.append(cur)
+    return ".".join(labels)
+
+
 ENCODERS: dict[str, Callable[[np.random.Generator, int], str]] = {
+    "words": _enc_words,
     "base32": _enc_base32,
     "base64": _enc_base64,
     "hex": _enc_hex,
@@ -304,6 +341,7 @@ def add_incident(
             "hex": "CNAME",
             "numeric": "A",
             "base64url": "TXT",
+            "words": "A",
         }[encoding]
         if kind == "few_names":
             fixed = [f"{enc(rng, i)}.{domain}" for i in range(3)]
