@@ -169,10 +169,12 @@ def scan_lines(lines: Iterable[bytes], cfg: Config) -> dict[str, Any]:
 
 @dataclass
 class Position:
-    """Where a follower stopped: the file's inode and the offset after the last whole line."""
+    """Where a follower stopped: the file's inode, the offset after the last whole line, and
+    the bytes just before it (a file truncated and rewritten past the offset shows otherwise)."""
 
     inode: int
     offset: int
+    mark: str = ""  # hex of up to 32 bytes before offset
 
     @classmethod
     def load(cls, path: Path | None) -> Position | None:
@@ -180,7 +182,7 @@ class Position:
             return None
         try:
             raw = json.loads(path.read_text())
-            return cls(int(raw["inode"]), int(raw["offset"]))
+            return cls(int(raw["inode"]), int(raw["offset"]), str(raw.get("mark", "")))
         except (OSError, ValueError, KeyError, TypeError):
             raise SourceError(
                 f"position file {path} is unreadable: delete it to start over"
@@ -190,14 +192,18 @@ class Position:
         if path is None:
             return
         tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps({"inode": self.inode, "offset": self.offset}))
+        tmp.write_text(json.dumps({"inode": self.inode, "offset": self.offset, "mark": self.mark}))
         os.replace(tmp, path)
 
 
+MARK = 32
+
+
 class Follower:
-    """`tail -F` for an exporter file: follows rotation (a new inode at the path) and truncation,
-    never splits a line, and resumes from a saved position (in the rotated backup if the file
-    was rotated while we were down)."""
+    """`tail -F` for an exporter file: follows rotation (a new inode at the path) and truncation
+    (the size fell below our offset, or the bytes before it changed: truncated and rewritten
+    between two looks), never splits a line, and resumes from a saved position (in the rotated
+    backup if the file was rotated while we were down)."""
 
     def __init__(self, path: Path, position_file: Path | None = None) -> None:
         self.path = path
@@ -206,6 +212,7 @@ class Follower:
         self.inode = -1
         self.offset = 0
         self.partial = b""
+        self.mark = b""
         self._resume(Position.load(position_file))
 
     def _open(self, path: Path, offset: int) -> None:
@@ -213,19 +220,28 @@ class Follower:
             self.fh.close()
         self.fh = path.open("rb")
         self.inode = os.fstat(self.fh.fileno()).st_ino
-        self.fh.seek(offset)
         self.offset = offset
+        self.mark = self._mark_at(offset)
+        self.fh.seek(offset)
         self.partial = b""
 
+    def _mark_at(self, offset: int) -> bytes:
+        assert self.fh is not None
+        start = max(0, offset - MARK)
+        return os.pread(self.fh.fileno(), offset - start, start) if offset else b""
+
     def _resume(self, pos: Position | None) -> None:
-        self.backlog: list[Path] = []
         if pos is None:
             if self.path.exists():
                 self._open(self.path, 0)
             return
         if self.path.exists() and self.path.stat().st_ino == pos.inode:
-            size = self.path.stat().st_size
-            self._open(self.path, pos.offset if pos.offset <= size else 0)
+            self._open(self.path, 0)
+            if (
+                pos.offset <= self.path.stat().st_size
+                and self._mark_at(pos.offset).hex() == pos.mark
+            ):
+                self._open(self.path, pos.offset)
             return
         # Rotated while we were down: finish the backup that holds our inode, then the rest.
         for f in sorted(self.path.parent.iterdir()):
@@ -234,6 +250,9 @@ class Follower:
                 return
         if self.path.exists():
             self._open(self.path, 0)
+
+    def _rewritten(self, size: int) -> bool:
+        return size < self.offset or (self.offset > 0 and self._mark_at(self.offset) != self.mark)
 
     def read(self) -> list[bytes]:
         """Whole lines available now (possibly none)."""
@@ -244,19 +263,18 @@ class Follower:
             else:
                 return out
         assert self.fh is not None
-        out += self._drain()
         try:
             st = self.path.stat()
         except FileNotFoundError:
-            return out
+            return out + self._drain()
+        if st.st_ino == self.inode and self._rewritten(os.fstat(self.fh.fileno()).st_size):
+            self._open(self.path, 0)  # truncated in place (copytruncate)
+        out += self._drain()
         if st.st_ino != self.inode:
             out += self._drain()  # the rest of the rotated file, then the new one
             if self.partial:
                 out.append(self.partial)
             self._open(self.path, 0)
-            out += self._drain()
-        elif st.st_size < self.offset:
-            self._open(self.path, 0)  # truncated in place (copytruncate)
             out += self._drain()
         return out
 
@@ -269,10 +287,11 @@ class Follower:
         lines = data.split(b"\n")
         self.partial = lines.pop()
         self.offset = self.fh.tell() - len(self.partial)
+        self.mark = self._mark_at(self.offset)
         return [line for line in lines if line]
 
     def save(self) -> None:
-        Position(self.inode, self.offset).save(self.position_file)
+        Position(self.inode, self.offset, self.mark.hex()).save(self.position_file)
 
 
 def follow(
