@@ -208,6 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_cycle_args(flo)
     flo.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="--follow: serve /metrics (flow metrics per source and domain) and /healthz here",
+    )
+    flo.add_argument(
         "--format",
         choices=["json", "text"],
         help="output format (default: text on a terminal, json otherwise)",
@@ -482,6 +487,8 @@ def cmd_flows(args: argparse.Namespace) -> int:
     fmt = args.format or ("text" if sys.stdout.isatty() else "json")
     if (args.dry_run or args.state) and not args.notify:
         raise ConfigError("--dry-run and --state go with --notify")
+    if args.listen and not args.follow:
+        raise ConfigError("--listen goes with --follow")
     metrics = SelfMetrics()
     failed = {"all": False}
 
@@ -520,6 +527,34 @@ def cmd_flows(args: argparse.Namespace) -> int:
             sys.stdout.flush()
 
         pos = Path(args.position_file) if args.position_file else None
+        tick = None
+        server = None
+        if args.listen:
+            from http.server import ThreadingHTTPServer
+            from threading import Thread
+
+            from watcher.service import Health, _handler, parse_listen
+
+            health = Health(max(30.0, 10 * cfg.flows.report_interval))
+            host, port = parse_listen(args.listen)
+            try:
+                server = ThreadingHTTPServer((host, port), _handler(metrics, health))
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+                ) from None
+            server.daemon_threads = True
+            Thread(target=server.serve_forever, daemon=True).start()
+            last = {"t": 0.0}
+
+            def tick(scan: FlowScan) -> None:
+                health.ok()
+                if time.monotonic() - last["t"] < 10 * cfg.flows.report_interval:
+                    return
+                last["t"] = time.monotonic()
+                metrics.flows(scan.counts.to_json(), len(scan.window.pairs), scan.current())
+                metrics.flow_seen(scan.window.now)
+
         follow(
             Path(args.follow),
             cfg,
@@ -527,7 +562,10 @@ def cmd_flows(args: argparse.Namespace) -> int:
             pos,
             stop=lambda: stopping["now"],
             every=notify if args.notify else None,
+            tick=tick,
         )
+        if server is not None:
+            server.shutdown()
         return EXIT_DELIVERY if failed["all"] else EXIT_OK
     if not args.files:
         raise ConfigError("give flow files (or - for stdin), or --follow PATH")

@@ -302,6 +302,7 @@ def follow(
     stop: Callable[[], bool] = lambda: False,
     poll: float = 0.2,
     every: Callable[[FlowScan], None] | None = None,
+    tick: Callable[[FlowScan], None] | None = None,
 ) -> FlowScan:
     """Tail `path`; `emit` each finding that is new or more severe; call `every` (a notify
     cycle) each flows.notify_interval."""
@@ -318,6 +319,8 @@ def follow(
                 emit(f)
             tail.save()
             last_judge = now
+            if tick is not None:
+                tick(scan)
         if every is not None and now - last_every >= cfg.flows.notify_interval:
             every(scan)
             last_every = now

@@ -15,7 +15,7 @@ from watcher.findings import Finding
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series only add cardinality here
 
-KINDS = ("subdomain_burst", "high_volume", "suspicious_name")
+KINDS = ("subdomain_burst", "high_volume", "suspicious_name", "channel_behaviour")
 SEVERITIES = ("info", "warning", "critical")
 OUTCOMES = ("sent", "failed", "dry_run")
 
@@ -81,6 +81,58 @@ class SelfMetrics:
     def notified(self, channel: str, outcome: str, n: int = 1) -> None:
         if n:
             self.notifications.labels(channel, outcome).inc(n)
+
+    def flows(self, counts: dict[str, object], active_pairs: int, findings: list[Finding]) -> None:
+        """The flow watcher's own series: lines by outcome, active pairs, and per (source,
+        registered domain) only the pairs worth a look (a finding, info included), so clusters
+        without the `query` label on Hubble's metric still get dashboards and rules."""
+        if not hasattr(self, "flow_lines"):
+            self.flow_lines = Gauge(
+                "dnswatch_flow_lines",
+                "Flow lines read since start, by outcome (dns or a skip reason).",
+                ["outcome"],
+                registry=self.registry,
+            )
+            self.flow_pairs = Gauge(
+                "dnswatch_flow_active_pairs",
+                "(workload, registered domain) pairs held in memory.",
+                registry=self.registry,
+            )
+            self.flow_names = Gauge(
+                "dnswatch_flow_pair_distinct_names",
+                "One-off names in the long window, for pairs with a finding.",
+                ["source", "domain", "kind", "severity"],
+                registry=self.registry,
+            )
+            self.flow_score = Gauge(
+                "dnswatch_flow_pair_score",
+                "Finding score (0-1), for pairs with a finding.",
+                ["source", "domain", "kind", "severity"],
+                registry=self.registry,
+            )
+            self.flow_last = Gauge(
+                "dnswatch_flow_last_line_timestamp_seconds",
+                "Time of the newest flow read (a stalled exporter shows here).",
+                registry=self.registry,
+            )
+        skipped = counts.get("skipped") or {}
+        assert isinstance(skipped, dict)
+        self.flow_lines.labels("dns").set(float(counts.get("dns_flows") or 0))  # type: ignore[arg-type]
+        for reason, n in skipped.items():
+            self.flow_lines.labels(str(reason)).set(float(n))
+        self.flow_pairs.set(active_pairs)
+        self.flow_names.clear()
+        self.flow_score.clear()
+        for f in findings[:500]:  # bounded whatever happens
+            if f.domain is None:
+                continue
+            labels = (f.source[:200], f.domain[:200], f.kind, f.severity)
+            self.flow_names.labels(*labels).set(float(f.evidence.get("distinct_names") or 0))
+            self.flow_score.labels(*labels).set(f.score)
+
+    def flow_seen(self, at: float) -> None:
+        if hasattr(self, "flow_last"):
+            self.flow_last.set(at)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
