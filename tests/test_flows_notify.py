@@ -106,7 +106,7 @@ def test_the_follower_serves_flow_metrics_per_source_and_domain(tmp_path: Path) 
             except requests.ConnectionError:
                 pass
             time.sleep(0.5)
-        assert f'dnswatch_flow_pair_distinct_names{{domain="evil.example",kind=' in text
+        assert 'dnswatch_flow_pair_distinct_names{domain="evil.example",kind=' in text
         assert f'source="{SOURCE}"' in text
         assert 'dnswatch_flow_lines{outcome="dns"} 160.0' in text
         assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200

@@ -71,6 +71,7 @@ def key(d: dict[str, Any]) -> tuple[str, str]:
 
 BASE = render(K8S / "base")
 SERVE = render(K8S / "overlays" / "serve")
+FLOWS = render(K8S / "overlays" / "flows")
 
 
 def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -78,7 +79,7 @@ def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return doc
 
 
-@pytest.mark.parametrize("folder", ["base", "overlays/serve"])
+@pytest.mark.parametrize("folder", ["base", "overlays/serve", "overlays/flows"])
 def test_render_matches_kubectl_kustomize(folder: str) -> None:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
@@ -87,7 +88,7 @@ def test_render_matches_kubectl_kustomize(folder: str) -> None:
         [kubectl, "kustomize", str(K8S / folder)], capture_output=True, text=True, check=True
     ).stdout
     theirs = sorted((d for d in yaml.safe_load_all(out) if d), key=key)
-    ours = sorted(BASE if folder == "base" else SERVE, key=key)
+    ours = sorted({"base": BASE, "overlays/serve": SERVE, "overlays/flows": FLOWS}[folder], key=key)
     assert [key(d) for d in theirs] == [key(d) for d in ours]
     assert theirs == ours
 
@@ -106,7 +107,7 @@ def test_base_and_overlay_hold_what_each_mode_needs() -> None:
 
 def test_every_builtin_object_is_valid_strictly() -> None:
     failures = []
-    for d in BASE + SERVE:
+    for d in BASE + SERVE + FLOWS:
         if d["kind"] in SCHEMAS:
             continue
         try:
@@ -119,7 +120,7 @@ def test_every_builtin_object_is_valid_strictly() -> None:
 def test_every_crd_object_is_valid_against_its_schema() -> None:
     failures = []
     seen = set()
-    for d in BASE + SERVE:
+    for d in BASE + SERVE + FLOWS:
         if d["kind"] not in SCHEMAS:
             continue
         seen.add(d["kind"])
@@ -135,10 +136,11 @@ def test_every_crd_object_is_valid_against_its_schema() -> None:
 def pod_specs() -> dict[str, dict[str, Any]]:
     cron = by_kind(BASE, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     deploy = by_kind(SERVE, "Deployment")["spec"]["template"]["spec"]
-    return {"CronJob": cron, "Deployment": deploy}
+    daemon = by_kind(FLOWS, "DaemonSet")["spec"]["template"]["spec"]
+    return {"CronJob": cron, "Deployment": deploy, "DaemonSet": daemon}
 
 
-@pytest.mark.parametrize("workload", ["CronJob", "Deployment"])
+@pytest.mark.parametrize("workload", ["CronJob", "Deployment", "DaemonSet"])
 def test_the_pod_is_locked_down(workload: str) -> None:
     spec = pod_specs()[workload]
     problems = []
@@ -165,6 +167,8 @@ def test_the_pod_is_locked_down(workload: str) -> None:
         for m in c["volumeMounts"]:
             v = volumes[m["name"]]
             writable = not m.get("readOnly")
+            if "hostPath" in v and writable:
+                problems.append(f"{c['name']}: hostPath {m['mountPath']} mounted writable")
             if writable and "emptyDir" not in v and "persistentVolumeClaim" not in v:
                 problems.append(f"{c['name']}: writable mount {m['mountPath']} not emptyDir/PVC")
         mounts = {m["mountPath"] for m in c["volumeMounts"]}
@@ -287,3 +291,28 @@ def test_the_dns_visibility_policy_is_valid_and_denies_nothing() -> None:
     assert ccnp["spec"]["enableDefaultDeny"] == {"egress": False, "ingress": False}
     assert ccnp["spec"]["endpointSelector"] == {}
     assert ccnp["spec"]["egress"][0]["toPorts"][0]["rules"]["dns"] == [{"matchPattern": "*"}]
+
+
+def test_the_flow_daemonset_reads_the_nodes_exporter_file_read_only_beside_the_cronjob() -> None:
+    kinds = {k for k, _ in map(key, FLOWS)}
+    assert {"CronJob", "DaemonSet", "Service", "ServiceMonitor"} <= kinds
+    ds = by_kind(FLOWS, "DaemonSet")["spec"]["template"]["spec"]
+    c = ds["containers"][0]
+    args = c["args"]
+    assert args[0] == "flows" and "--notify" in args and "--position-file" in args
+    follow = args[args.index("--follow") + 1]
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    hubble = next(p for p in mounts if follow.startswith(p + "/"))
+    assert mounts[hubble]["readOnly"] is True
+    volumes = {v["name"]: v for v in ds["volumes"]}
+    assert volumes[mounts[hubble]["name"]]["hostPath"]["path"] == hubble
+    position = args[args.index("--position-file") + 1]
+    state = {e["name"]: e.get("value") for e in c["env"]}["DNSWATCH_STATE_PATH"]
+    for path in (position, state):
+        home = next(p for p in mounts if path.startswith(p + "/"))
+        assert "emptyDir" in volumes[mounts[home]["name"]], path
+    assert ds["tolerations"] == [{"operator": "Exists"}]
+    port = {p["name"]: p["containerPort"] for p in c["ports"]}["metrics"]
+    assert args[args.index("--listen") + 1].endswith(f":{port}")
+    mon = by_kind([d for d in FLOWS if d["metadata"]["name"] == "dnswatch-flows"], "ServiceMonitor")
+    assert mon["spec"]["endpoints"][0]["port"] == "metrics"
