@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter, OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +38,7 @@ def address_shaped(payload: str) -> bool:
     return _IPV4_IN_NAME.search(payload) is not None
 
 
-@dataclass
+@dataclass(slots=True)
 class Welford:
     n: int = 0
     mean: float = 0.0
@@ -55,7 +55,7 @@ class Welford:
         return math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0
 
 
-@dataclass
+@dataclass(slots=True)
 class Bucket:
     start: float
     requests: int = 0
@@ -66,38 +66,38 @@ class Bucket:
     est_bytes: float = 0.0
 
 
-@dataclass
+@dataclass(slots=True)
 class PairState:
     workload: str
     domain: str
     first: float
     last: float = 0.0
-    names: OrderedDict[str, list[float]] = field(default_factory=OrderedDict)  # name -> [t, n]
-    buckets: deque[Bucket] = field(default_factory=deque)
+    names: dict[str, float] = field(default_factory=dict)  # name -> first seen, oldest first
+    buckets: list[Bucket] = field(default_factory=list)  # a list: a deque costs 600 B empty
     requests: int = 0
     dropped: int = 0
     data_qtypes: int = 0
-    qtypes: Counter[str] = field(default_factory=Counter)
+    qtypes: dict[str, int] = field(default_factory=dict)
     responses: int = 0
     nxdomain: int = 0
     empty: int = 0  # NOERROR with no address and no CNAME
     with_ips: int = 0
-    addresses: set[str] = field(default_factory=set)  # distinct answer addresses, capped
+    addresses: set[str] | None = None  # distinct answer addresses, capped (made when needed)
     data_answers: int = 0  # answers of TXT/NULL/CNAME/… records
     gaps: Welford = field(default_factory=Welford)
     sizes: Welford = field(default_factory=Welford)  # payload characters of new names
     entropy: Welford = field(default_factory=Welford)
     scores: Welford = field(default_factory=Welford)
     last_request: float | None = None
-    pods: Counter[str] = field(default_factory=Counter)
+    pods: dict[str, int] = field(default_factory=dict)
     samples: list[tuple[float, str]] = field(default_factory=list)  # (score, name), best kept
 
     def bucket(self, t: float, step: float, keep: int) -> Bucket:
         start = t - t % step
         if not self.buckets or self.buckets[-1].start < start:
             self.buckets.append(Bucket(start))
-            while len(self.buckets) > keep:
-                self.buckets.popleft()
+            if len(self.buckets) > keep:
+                del self.buckets[: len(self.buckets) - keep]
         return self.buckets[-1]
 
 
@@ -211,6 +211,8 @@ class FlowWindow:
         elif f.rcode == 0:
             if f.ips:
                 st.with_ips += 1
+                if st.addresses is None:
+                    st.addresses = set()
                 if len(st.addresses) < 1024:
                     st.addresses.update(f.ips[:4])
             elif not f.cnames and not f.rrtypes:
@@ -220,13 +222,13 @@ class FlowWindow:
 
     def _request(self, st: PairState, f: DnsFlow, name: str) -> None:
         st.requests += 1
-        st.pods[f.source] += 1
+        st.pods[f.source] = st.pods.get(f.source, 0) + 1
         if len(st.pods) > 64:
             del st.pods[min(st.pods, key=st.pods.__getitem__)]
         if f.dropped:
             st.dropped += 1
         for q in f.qtypes:
-            st.qtypes[q] += 1
+            st.qtypes[q] = st.qtypes.get(q, 0) + 1
         if any(q in DATA_QTYPES for q in f.qtypes):
             st.data_qtypes += 1
         if st.last_request is not None and f.time >= st.last_request:
@@ -237,13 +239,11 @@ class FlowWindow:
         if before is not None and b.start != before:
             self.closed.append((st.workload, st.domain))
         b.requests += 1
-        entry = st.names.get(name)
-        if entry is not None:
-            entry[1] += 1
+        if name in st.names:
             return
-        st.names[name] = [f.time, 1.0]
+        st.names[name] = f.time
         if len(st.names) > self.cfg.flows.max_names_per_pair:
-            st.names.popitem(last=False)
+            del st.names[next(iter(st.names))]
         s = shape(name)
         b.new_names += 1
         b.payload_chars += s.payload_chars
@@ -282,7 +282,7 @@ class FlowWindow:
         long_b = [b for b in st.buckets if b.start >= long_from]
         responses = max(st.responses, 1)
         gap_cv = st.gaps.std / st.gaps.mean if st.gaps.mean > 0 else 0.0
-        top = st.pods.most_common(1)
+        top = sorted(st.pods.items(), key=lambda kv: -kv[1])[:1]
         return PairSummary(
             at=at,
             workload=st.workload,
@@ -305,7 +305,7 @@ class FlowWindow:
             nxdomain_share=st.nxdomain / responses,
             empty_share=st.empty / responses,
             address_share=st.with_ips / responses,
-            distinct_addresses=len(st.addresses),
+            distinct_addresses=len(st.addresses or ()),
             data_answer_share=st.data_answers / responses,
             data_qtype_share=st.data_qtypes / max(st.requests, 1),
             denied_share=st.dropped / max(st.requests, 1),
@@ -318,7 +318,7 @@ class FlowWindow:
             samples=[n for _, n in st.samples],
             first=st.first,
             last=st.last,
-            qtypes=dict(st.qtypes.most_common(6)),
+            qtypes=dict(sorted(st.qtypes.items(), key=lambda kv: -kv[1])[:6]),
         )
 
     def candidates(self, least: int) -> list[PairSummary]:

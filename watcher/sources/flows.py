@@ -66,6 +66,11 @@ class DnsFlow:
     dropped: bool  # denied by policy (a request that never left)
 
 
+def _intern(text: str) -> str:
+    """Sources, workloads, nodes and addresses repeat on every line: one copy each in memory."""
+    return sys.intern(text)
+
+
 _RUNTIME_PREFIX = re.compile(rb"^\S+ (?:stdout|stderr) [FP] ")
 _TS_CACHE: dict[str, float] = {}
 
@@ -195,14 +200,14 @@ def _flow(obj: dict[str, Any]) -> DnsFlow | str:
     rrtypes = dns.get("rrtypes") or ()
     return DnsFlow(
         time=ts,
-        node=str(node),
-        source=client[0],
-        workload=client[1],
+        node=_intern(str(node)),
+        source=_intern(client[0]),
+        workload=_intern(client[1]),
         query=query.lower().rstrip("."),
         qtypes=tuple(str(q) for q in qtypes),
         is_response=is_response,
         rcode=int(dns.get("rcode") or 0),
-        ips=tuple(str(i) for i in dns.get("ips") or ()),
+        ips=tuple(_intern(str(i)) for i in dns.get("ips") or ()),
         cnames=len(dns.get("cnames") or ()),
         rrtypes=tuple(str(r) for r in rrtypes),
         dropped=flow.get("verdict") == "DROPPED",
