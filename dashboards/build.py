@@ -189,6 +189,36 @@ def dashboard() -> dict[str, Any]:
             "How long each scan takes.",
             unit="s",
         ),
+        panel(
+            11,
+            "Flow logs: sources and domains worth a look",
+            "table",
+            (0, 38, 12, 8),
+            [
+                target(
+                    "topk(20, max by (source, domain, kind, severity) "
+                    "(dnswatch_flow_pair_distinct_names"
+                    '{source=~"$source", source=~"$namespace/.*"}))',
+                    instant=True,
+                )
+            ],
+            "From `dnswatch flows --follow` (the DaemonSet): one-off names per (source, "
+            "registered domain), only for pairs with a finding. Works without the `query` label "
+            "on Hubble's metric.",
+        ),
+        panel(
+            12,
+            "Flow logs: lines read and pairs held",
+            "timeseries",
+            (12, 38, 12, 8),
+            [
+                target("sum by (outcome) (dnswatch_flow_lines)", "{{outcome}}"),
+                target("sum(dnswatch_flow_active_pairs)", "active pairs", ref="B"),
+            ],
+            "Lines each node's follower has read, by outcome (DNS flows or the reason a line "
+            "was skipped: lost_events means Hubble dropped flows), and (workload, domain) pairs "
+            "in memory.",
+        ),
     ]
     var = {
         "datasource": DS,

@@ -79,6 +79,20 @@ def watcher_and_scrape_series(start: int, minutes: int) -> str:
     ]
     lines.append("# TYPE dnswatch_scan_duration_seconds gauge")
     lines += [f"dnswatch_scan_duration_seconds 1.2 {start + m * 60}" for m in range(1, minutes + 1)]
+    # A flow follower (dnswatch flows --follow) on each node: its own per-pair series.
+    lines.append("# TYPE dnswatch_flow_pair_distinct_names gauge")
+    lines += [
+        'dnswatch_flow_pair_distinct_names{source="default/worker-7d9f8b7c6-x2x4q",'
+        f'domain="evil.example",kind="channel_behaviour",severity="warning"}} 42 {start + m * 60}'
+        for m in range(1, minutes + 1)
+    ]
+    lines.append("# TYPE dnswatch_flow_lines gauge")
+    lines += [
+        f'dnswatch_flow_lines{{outcome="dns"}} {m * 1000} {start + m * 60}'
+        for m in range(1, minutes + 1)
+    ]
+    lines.append("# TYPE dnswatch_flow_active_pairs gauge")
+    lines += [f"dnswatch_flow_active_pairs 120 {start + m * 60}" for m in range(1, minutes + 1)]
     lines.append("# TYPE scrape_samples_scraped gauge")
     lines += [
         f'scrape_samples_scraped{{job="hubble-metrics",instance="10.0.0.{n}:9965"}} '

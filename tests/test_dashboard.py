@@ -76,6 +76,7 @@ def test_the_required_panels_are_there() -> None:
         "last successful scan",
         "series vs scrape limit",
         "nxdomain ratio",
+        "flow logs: sources and domains",
     ):
         assert words in titles, words
 
