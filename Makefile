@@ -40,6 +40,12 @@ generate: install
 	$(PYTHON) dashboards/build.py
 	$(PYTHON) k8s/build.py
 
+# Rebuild the flow model from the project's own data (docs/flow-model.md).
+train-flow-model: install
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[train]'
+	$(PYTHON) scripts/train_flow_model.py
+
 bench: install
 	bash scripts/install-test-deps.sh
 	$(PYTHON) benchmarks/bench_scan.py
+	$(PYTHON) benchmarks/bench_flows.py

@@ -23,6 +23,7 @@ import pandas as pd
 
 from watcher.config import Config
 from watcher.domains import DomainRules, registered_domain, subdomain_part
+from watcher.flowmodel import query_features
 from watcher.lexical import shape
 from watcher.sources.flows import DATA_QTYPES, DnsFlow
 
@@ -91,6 +92,7 @@ class PairState:
     last_request: float | None = None
     pods: dict[str, int] = field(default_factory=dict)
     samples: list[tuple[float, str]] = field(default_factory=list)  # (score, name), best kept
+    qsum: list[float] = field(default_factory=lambda: [0.0] * 7)  # query feature sums
 
     def bucket(self, t: float, step: float, keep: int) -> Bucket:
         start = t - t % step
@@ -138,6 +140,7 @@ class PairSummary:
     first: float
     last: float
     qtypes: dict[str, int]
+    query_means: tuple[float, ...] = (0.0,) * 7  # watcher.flowmodel.QUERY_FEATURES
 
     @property
     def real_address_share(self) -> float:
@@ -254,6 +257,8 @@ class FlowWindow:
         if address_shaped(payload):
             b.address_new += 1
         st.sizes.add(len(payload))
+        for i, v in enumerate(query_features(payload)):
+            st.qsum[i] += v
         st.entropy.add(s.entropy)
         st.scores.add(s.score)
         samples = st.samples
@@ -319,6 +324,7 @@ class FlowWindow:
             first=st.first,
             last=st.last,
             qtypes=dict(sorted(st.qtypes.items(), key=lambda kv: -kv[1])[:6]),
+            query_means=tuple(v / max(st.sizes.n, 1) for v in st.qsum),
         )
 
     def candidates(self, least: int) -> list[PairSummary]:

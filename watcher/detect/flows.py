@@ -18,6 +18,7 @@ from watcher.config import Config
 from watcher.detect.burst import _judge
 from watcher.duration import human_duration
 from watcher.findings import SEVERITY_RANK, Finding, Severity
+from watcher.flowmodel import QUERY_FEATURES, pair_vector, shipped
 from watcher.flowwindow import PairSummary
 from watcher.lexical import shape
 from watcher.text import truncate
@@ -27,11 +28,21 @@ def _clip(x: float) -> float:
     return 0.0 if x < 0 else 1.0 if x > 1 else x
 
 
+def model_score(s: PairSummary) -> float | None:
+    """The shipped flow model's P(channel) for the pair (docs/flow-model.md), or None."""
+    model = shipped()
+    if model is None:
+        return None
+    return float(model.predict(pair_vector(s))[0])
+
+
 def behaviour(s: PairSummary) -> dict[str, float]:
-    """Each signal in [0, 1], 1 = channel-like; their mean is the behaviour score."""
+    """Each signal in [0, 1], 1 = channel-like; their mean is the behaviour score. The model's
+    score is one signal among them, never an alert on its own: trained on the project's own
+    families, it misjudges kinds of traffic it has not seen (docs/flow-model.md)."""
     regular = _clip(1.0 - s.gap_cv / 2.0) if s.gap_mean > 0 else 0.0
     uniform = _clip(1.0 - (s.payload_std / s.payload_mean) / 0.6) if s.payload_mean else 0.0
-    return {
+    signals = {
         "no_address": _clip(1.0 - s.real_address_share),
         "failed_or_data": _clip(
             s.nxdomain_share + s.empty_share + s.data_answer_share + s.unanswered_share
@@ -41,6 +52,10 @@ def behaviour(s: PairSummary) -> dict[str, float]:
         "uniform_size": uniform,
         "one_off_names": _clip((s.unique_ratio - 0.5) / 0.5),
     }
+    m = model_score(s)
+    if m is not None:
+        signals["model"] = m
+    return signals
 
 
 def evidence(s: PairSummary, cfg: Config, signals: dict[str, float]) -> dict[str, Any]:
@@ -74,6 +89,10 @@ def evidence(s: PairSummary, cfg: Config, signals: dict[str, float]) -> dict[str
         "qtypes": s.qtypes,
         "prevalence_workloads": s.prevalence,
         "behaviour": {k: round(v, 3) for k, v in signals.items()},
+        "model_score": round(signals["model"], 3) if "model" in signals else None,
+        "query_features": dict(
+            zip(QUERY_FEATURES, (round(v, 3) for v in s.query_means), strict=True)
+        ),
         "first_seen": s.first,
         "last_seen": s.last,
         "sample_names": [truncate(n, cfg.output.max_name_chars) for n in s.samples],
