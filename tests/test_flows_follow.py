@@ -155,3 +155,26 @@ def test_a_file_truncated_and_rewritten_past_the_old_offset_is_read_from_the_sta
     longer = lines_for("bb.example", 8, T0 + 100)  # more bytes than before, between two looks
     log.write_text("".join(line + "\n" for line in longer))
     assert [g.decode() for g in tail.read()] == longer
+
+
+def test_a_never_ending_pipe_gets_findings_as_they_happen() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "watcher.cli", "flows", "--follow", "-", "--format", "json"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    out: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [out.put(x) for x in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
+    try:
+        proc.stdin.write("".join(x + "\n" for x in lines_for("pipe.example", 3, T0)))
+        proc.stdin.flush()
+        written = time.monotonic()
+        f = json.loads(out.get(timeout=10))  # the pipe stays open: no EOF has been sent
+        assert f["domain"] == "pipe.example" and time.monotonic() - written <= 5.0
+    finally:
+        proc.stdin.close()  # EOF ends the stream
+        assert proc.wait(20) == 0

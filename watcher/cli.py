@@ -193,7 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="exporter files, rotated backups (.gz ok), a directory of them, or - for stdin",
     )
-    flo.add_argument("--follow", metavar="PATH", help="tail this exporter file (rotation-safe)")
+    flo.add_argument(
+        "--follow",
+        metavar="PATH",
+        help="tail this exporter file (rotation-safe), or - for a never-ending pipe such as "
+        "hubble observe --follow -o jsonpb; findings are printed as they happen",
+    )
     flo.add_argument(
         "--position-file",
         metavar="PATH",
@@ -556,7 +561,7 @@ def cmd_flows(args: argparse.Namespace) -> int:
                 metrics.flow_seen(scan.window.now)
 
         follow(
-            Path(args.follow),
+            None if args.follow == "-" else Path(args.follow),
             cfg,
             emit,
             pos,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -294,8 +295,36 @@ class Follower:
         Position(self.inode, self.offset, self.mark.hex()).save(self.position_file)
 
 
+class StreamTail:
+    """`--follow -`: a never-ending pipe (`hubble observe --follow -o jsonpb`), read without
+    blocking the periodic judging; ends at EOF. Nothing to save: a pipe cannot be resumed."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.partial = b""
+        self.eof = False
+
+    def read(self, wait: float = 0.2) -> list[bytes]:
+        import select
+
+        ready, _, _ = select.select([self.fd], [], [], wait)
+        if not ready:
+            return []
+        data = os.read(self.fd, 1 << 20)
+        if not data:
+            self.eof = True
+            rest, self.partial = self.partial, b""
+            return [rest] if rest.strip() else []
+        lines = (self.partial + data).split(b"\n")
+        self.partial = lines.pop()
+        return [line for line in lines if line]
+
+    def save(self) -> None:
+        return
+
+
 def follow(
-    path: Path,
+    path: Path | None,
     cfg: Config,
     emit: Callable[[Finding], None],
     position_file: Path | None = None,
@@ -307,9 +336,11 @@ def follow(
     """Tail `path`; `emit` each finding that is new or more severe; call `every` (a notify
     cycle) each flows.notify_interval."""
     scan = FlowScan(cfg)
-    tail = Follower(path, position_file)
+    tail: Follower | StreamTail = (
+        StreamTail(sys.stdin.fileno()) if path is None else Follower(path, position_file)
+    )
     last_judge = last_every = time.monotonic()
-    while not stop():
+    while not stop() and not getattr(tail, "eof", False):
         lines = tail.read()
         for f in scan.feed(lines):
             emit(f)
@@ -324,7 +355,7 @@ def follow(
         if every is not None and now - last_every >= cfg.flows.notify_interval:
             every(scan)
             last_every = now
-        if not lines:
+        if not lines and isinstance(tail, Follower):
             time.sleep(poll)
     tail.save()
     if every is not None:
