@@ -32,6 +32,19 @@ def cluster_prom(
 
 
 @pytest.fixture(scope="session")
+def cluster_vm(
+    cluster_history: Composite, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    from tests.vmserver import VictoriaMetricsServer
+
+    server = VictoriaMetricsServer(
+        tmp_path_factory.mktemp("vm-cluster"), history_text(cluster_history.cluster)
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def cluster_file(cluster_history: Composite, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("file") / "cluster.om"
     path.write_text(history_text(cluster_history.cluster), encoding="utf-8")
