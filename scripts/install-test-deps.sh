@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Real parts for the tests: Debian's Prometheus (prometheus, promtool) and Alertmanager.
+# Real parts for the tests: Debian's Prometheus (prometheus, promtool), Alertmanager, Pushgateway
+# and VictoriaMetrics (the second backend).
 set -euo pipefail
 missing=()
 command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null \
   || missing+=(prometheus-alertmanager)
+command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)
+command -v victoria-metrics >/dev/null || missing+=(victoria-metrics)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing Debian packages: ${missing[*]}" >&2
 sudo=""

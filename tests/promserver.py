@@ -33,7 +33,11 @@ def free_port() -> int:
 
 
 class PrometheusServer:
-    def __init__(self, workdir: Path, history: str | None) -> None:
+    def __init__(
+        self, workdir: Path, history: str | None, scrape: dict[str, str] | None = None
+    ) -> None:
+        """`scrape`: job name -> host:port, scraped every second (honor_labels, as for a
+        Pushgateway)."""
         self.workdir = workdir
         self.data = workdir / "data"
         self.data.mkdir(parents=True, exist_ok=True)
@@ -41,7 +45,14 @@ class PrometheusServer:
             src = workdir / "history.om"
             src.write_text(history, encoding="utf-8")
             self._promtool("tsdb", "create-blocks-from", "openmetrics", str(src), str(self.data))
-        (workdir / "prometheus.yml").write_text("global:\n  scrape_interval: 60s\n")
+        config = "global:\n  scrape_interval: 60s\n"
+        if scrape:
+            config += "scrape_configs:\n" + "".join(
+                f"  - job_name: {job}\n    scrape_interval: 1s\n    honor_labels: true\n"
+                f"    static_configs:\n      - targets: ['{target}']\n"
+                for job, target in scrape.items()
+            )
+        (workdir / "prometheus.yml").write_text(config)
         self.start()
 
     def _promtool(self, *args: str) -> None:

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from tests.conftest import ROOT, dnswatch
 from tests.histories import Composite
-from tests.promserver import PrometheusServer
+from tests.promserver import PrometheusServer, free_port, require
 from tests.receivers import Answer, Receiver, receiver
 
 pytestmark = pytest.mark.prometheus
@@ -287,3 +288,61 @@ def test_self_metrics_are_pushed_to_a_pushgateway(
         assert 'dnswatch_findings{kind="high_volume",severity="warning"} 1.0' in text
         assert "dnswatch_last_success_timestamp_seconds" in text
         assert "dnswatch_scan_duration_seconds" in text
+
+
+class Pushgateway:
+    """Debian's prometheus-pushgateway on 127.0.0.1, no persistence."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(workdir / "pgw.log", "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [
+                require("prometheus-pushgateway"),
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--log.level=warn",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.url + "/-/ready", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("pushgateway did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.log.close()
+
+
+def test_pushed_metrics_reach_prometheus_through_a_real_pushgateway(
+    cluster_prom: PrometheusServer, cluster_history: Composite, tmp_path: Path
+) -> None:
+    gw = Pushgateway(tmp_path)
+    scraper = PrometheusServer(tmp_path / "scraper", None, {"pushgateway": f"127.0.0.1:{gw.port}"})
+    try:
+        proc = run(cluster_prom, cluster_history, 356, env(tmp_path), "--pushgateway-url", gw.url)
+        assert proc.returncode == 0, proc.stderr
+        assert "dnswatch_findings" in requests.get(gw.url + "/metrics", timeout=5).text
+        deadline = time.monotonic() + 30
+        got: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and not got:
+            got = scraper.query(
+                'dnswatch_findings{job="dnswatch",kind="high_volume",severity="warning"}',
+                time.time(),
+            )
+            time.sleep(0.5)
+        assert got and float(got[0]["value"][1]) == 1.0  # type: ignore[index]
+        last = scraper.query('dnswatch_last_success_timestamp_seconds{job="dnswatch"}', time.time())
+        assert last and abs(float(last[0]["value"][1]) - time.time()) < 600  # type: ignore[index]
+    finally:
+        scraper.stop()
+        gw.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -90,6 +91,7 @@ def test_healthz_turns_503_when_cycles_keep_failing(tmp_path: Path) -> None:
         [
             sys.executable, "-m", "watcher.cli", "serve",
             "--prometheus-url", dead, "--listen", f"127.0.0.1:{port}", "--interval", "1s",
+            "--log-format", "json",
         ],
         env={**env, "DNSWATCH_PROMETHEUS__RETRIES": "0", "DNSWATCH_SERVE__UNHEALTHY_AFTER": "3s"},
         cwd=ROOT,
@@ -111,4 +113,9 @@ def test_healthz_turns_503_when_cycles_keep_failing(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0
-    assert "cycle failed" in err or "scan failed" in err
+    # JSON logs: one object a line, what Kubernetes log pipelines parse.
+    records = [json.loads(line) for line in err.strip().splitlines()]
+    assert all({"time", "level", "msg"} <= set(r) for r in records)
+    failed = [r for r in records if r.get("ok") is False]
+    assert failed and all(r["level"] == "error" and "cannot reach" in r["error"] for r in failed)
+    assert any(r["msg"] == "stopped" for r in records)

@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +22,7 @@ from watcher.config import Config, load_config
 from watcher.detect import detect_all
 from watcher.errors import EXIT_DELIVERY, EXIT_OK, ConfigError, DnswatchError
 from watcher.findings import Finding, rfc3339, sort_findings
+from watcher.progress import QUIET, Progress
 from watcher.render import as_json, as_text
 from watcher.window import Window
 
@@ -65,6 +66,17 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
         "(default: now; for a history file, its last sample)",
     )
     p.add_argument("--config", metavar="FILE", help="YAML config (see docs/configuration.md)")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress line on stderr (shown only on a terminal anyway)",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        help="run/serve: one log line per cycle as text or JSON (default: $DNSWATCH_LOG_FORMAT "
+        "or text)",
+    )
     prom = p.add_argument_group("Prometheus connection")
     prom.add_argument(
         "--bearer-token-file",
@@ -205,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="--follow: save and resume the read position here (no line re-read or skipped)",
     )
     flo.add_argument("--config", metavar="FILE", help="YAML config")
+    flo.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     flo.add_argument(
         "--notify",
         action="store_true",
@@ -225,6 +238,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("config", help="print the default configuration, every threshold explained")
     return parser
+
+
+def _log_format(args: argparse.Namespace) -> str:
+    from watcher.service import LOG_FORMAT
+
+    fmt = getattr(args, "log_format", None) or os.environ.get("DNSWATCH_LOG_FORMAT") or "text"
+    if fmt not in ("text", "json"):
+        raise ConfigError(f"DNSWATCH_LOG_FORMAT must be text or json, got {fmt!r}")
+    LOG_FORMAT["value"] = fmt
+    return fmt
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -268,7 +291,7 @@ def _config(args: argparse.Namespace) -> Config:
         raise ConfigError(f"bad option {where}: {first['msg']}") from None
 
 
-def scan_window(args: argparse.Namespace, cfg: Config) -> Window:
+def scan_window(args: argparse.Namespace, cfg: Config, progress: Progress = QUIET) -> Window:
     """Open the chosen source and read the window at --at (shared by scan, run and serve)."""
     from watcher.sources.metrics_file import MetricsFileSource
     from watcher.sources.prometheus import PrometheusSource
@@ -277,21 +300,31 @@ def scan_window(args: argparse.Namespace, cfg: Config) -> Window:
     if args.metrics_file and (args.prometheus_url):
         raise ConfigError("give either --prometheus-url or --metrics-file, not both")
     if args.metrics_file:
+        progress.step(f"reading {args.metrics_file}")
         fsrc = MetricsFileSource(args.metrics_file, cfg)
         when = at if at is not None else (fsrc.latest() or time.time())
-        return fsrc.window(when)
+        progress.step("building the window")
+        window = fsrc.window(when)
+        progress.finish()
+        return window
     url = cfg.prometheus.url
     if not url:
         raise ConfigError(
             "no data source: give --prometheus-url URL (or set "
             "DNSWATCH_PROMETHEUS_URL) or --metrics-file PATH"
         )
-    return PrometheusSource(url, cfg).window(at if at is not None else time.time())
+    source = PrometheusSource(url, cfg)
+    source.progress = progress
+    return source.window(at if at is not None else time.time())
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
     cfg = _config(args)
-    window = scan_window(args, cfg)
+    progress = Progress.for_terminal(args.quiet)
+    try:
+        window = scan_window(args, cfg, progress)
+    finally:
+        progress.finish()
     findings: list[Finding] = detect_all(window, cfg)
     fmt = args.format or ("text" if sys.stdout.isatty() else "json")
     out = (
@@ -325,24 +358,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     from watcher.cycle import run_cycle
     from watcher.notify.slack import SlackChannel
     from watcher.selfmetrics import SelfMetrics
+    from watcher.service import log
 
     cfg = _config(args)
     metrics = SelfMetrics()
+    t0 = time.monotonic()
     report = run_cycle(_window_reader(args, cfg), cfg, metrics, dry_run=args.dry_run)
-    for err in report.errors:
-        print(f"dnswatch: delivery failed (kept pending): {err}", file=sys.stderr)
-    print(f"dnswatch run: {report.line()}", file=sys.stderr)
+    if _log_format(args) == "json":
+        log("dnswatch run", cycle_seconds=round(time.monotonic() - t0, 3), **report.fields())
+    else:
+        for err in report.errors:
+            print(f"dnswatch: delivery failed (kept pending): {err}", file=sys.stderr)
+        print(f"dnswatch run: {report.line()}", file=sys.stderr)
     configured = SlackChannel.configured(cfg.slack) or cfg.alertmanager.url
+    json_logs = _log_format(args) == "json"
+
+    def note(text: str) -> None:
+        if json_logs:
+            log(text, level="warning")
+        else:
+            print(f"dnswatch: {text}", file=sys.stderr)
+
     if not configured and not args.dry_run:
-        print(
-            "dnswatch: no Slack or Alertmanager configured: incidents recorded, nothing sent",
-            file=sys.stderr,
-        )
+        note("no Slack or Alertmanager configured: incidents recorded, nothing sent")
     if cfg.serve.pushgateway_url and not args.dry_run:
         try:
             metrics.push(cfg.serve.pushgateway_url)
         except Exception as exc:  # noqa: BLE001 - the push is best effort, the run still counts
-            print(f"dnswatch: pushgateway: {type(exc).__name__}: {exc}", file=sys.stderr)
+            note(f"pushgateway: {type(exc).__name__}: {exc}")
     if report.scan_error is not None:
         raise report.scan_error
     if report.all_deliveries_failed:
@@ -355,15 +398,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from watcher.selfmetrics import SelfMetrics
     from watcher.service import serve
 
+    _log_format(args)
     cfg = _config(args)
     channels(cfg)  # a bad secret or URL fails now, not in the first cycle
     metrics = SelfMetrics()
     read = _window_reader(args, cfg, replay=True)
 
-    def cycle() -> tuple[bool, str]:
+    def cycle() -> tuple[bool, str, dict[str, Any]]:
         report = run_cycle(read, cfg, metrics, dry_run=args.dry_run)
         errs = "".join(f"; delivery failed (kept pending): {e}" for e in report.errors)
-        return report.scan_error is None, report.line() + errs
+        return report.scan_error is None, report.line() + errs, report.fields()
 
     return serve(cycle, cfg, metrics)
 
@@ -577,7 +621,18 @@ def cmd_flows(args: argparse.Namespace) -> int:
     if args.position_file:
         raise ConfigError("--position-file goes with --follow")
     scan = FlowScan(cfg)
-    scan.feed(read_lines(args.files))
+    progress = Progress.for_terminal(args.quiet)
+
+    def counted(lines: Iterable[bytes]) -> Iterator[bytes]:
+        for n, line in enumerate(lines, 1):
+            if n % 100_000 == 0:
+                progress.step(f"read {n:,} lines, {len(scan.window.pairs):,} active pairs")
+            yield line
+
+    try:
+        scan.feed(counted(read_lines(args.files)))
+    finally:
+        progress.finish()
     result = scan.result()
     if fmt == "json":
         sys.stdout.write(json.dumps(result, ensure_ascii=True, indent=1) + "\n")

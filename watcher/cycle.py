@@ -48,6 +48,23 @@ class CycleReport:
     def all_deliveries_failed(self) -> bool:
         return self.failed > 0 and self.sent == 0
 
+    def fields(self) -> dict[str, Any]:
+        """The cycle as one structured log record (JSON logs)."""
+        kinds: dict[str, int] = {}
+        for ev in self.events:
+            kinds[ev.kind] = kinds.get(ev.kind, 0) + 1
+        return {
+            "evaluated_at": self.at,
+            "ok": self.scan_error is None,
+            "error": str(self.scan_error) if self.scan_error else None,
+            "findings": len(self.findings),
+            "alerts": sum(f.is_alert for f in self.findings),
+            "events": kinds,
+            "sent": self.sent,
+            "failed": self.failed,
+            "delivery_errors": self.errors,
+        }
+
     def line(self) -> str:
         alerts = sum(f.is_alert for f in self.findings)
         kinds: dict[str, int] = {}

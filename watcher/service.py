@@ -7,6 +7,7 @@ delivery in half.
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import sys
@@ -89,7 +90,7 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 
 def serve(
-    cycle: Callable[[], tuple[bool, str]],
+    cycle: Callable[[], tuple[bool, str] | tuple[bool, str, dict[str, Any]]],
     cfg: Config,
     metrics: SelfMetrics,
     *,
@@ -108,21 +109,24 @@ def serve(
     web.start()
 
     def job() -> None:
+        t0 = time.monotonic()
         try:
-            good, line = cycle()
+            got = cycle()
         except DnswatchError as exc:
             health.failed(str(exc))
-            log(f"cycle failed: {exc}")
+            log(f"cycle failed: {exc}", ok=False, error=str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - a bug must not kill the service; it is logged
             health.failed(f"{type(exc).__name__}: {exc}")
-            log(f"cycle crashed: {type(exc).__name__}: {exc}")
+            log(f"cycle crashed: {type(exc).__name__}: {exc}", ok=False, error=str(exc))
             return
+        good, line = got[0], got[1]
+        extra: dict[str, Any] = got[2] if len(got) > 2 else {}
         if not good:
             health.failed(line)
         else:
             health.ok()
-        log(line)
+        log(line, **{"cycle_seconds": round(time.monotonic() - t0, 3), **extra})
 
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     scheduler = BackgroundScheduler(timezone="UTC")
@@ -156,6 +160,16 @@ def serve(
     return 0
 
 
-def log(text: str) -> None:
+LOG_FORMAT = {"value": "text"}  # set once by the CLI: "text" or "json"
+
+
+def log(text: str, **fields: Any) -> None:
+    """One line on stderr: `<time> <text>`, or with JSON logs one object a line (the shape
+    Kubernetes log pipelines parse: time, level, msg, then the fields)."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    print(f"{stamp} {text}", file=sys.stderr, flush=True)
+    if LOG_FORMAT["value"] == "json":
+        level = fields.pop("level", None) or ("error" if fields.get("ok") is False else "info")
+        record = {"time": stamp, "level": level, "msg": text, **fields}
+        print(json.dumps(record, ensure_ascii=True, default=str), file=sys.stderr, flush=True)
+    else:
+        print(f"{stamp} {text}", file=sys.stderr, flush=True)

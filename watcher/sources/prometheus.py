@@ -23,6 +23,7 @@ from urllib3.util.retry import Retry
 from watcher.config import LABELS_CONTEXT, SOURCE_CONTEXT, Config, with_source_labels
 from watcher.domains import DomainRules, normalize
 from watcher.errors import ConfigError, MissingDataError, SourceError
+from watcher.progress import QUIET
 from watcher.sources import promql
 from watcher.text import promql_string, terminal_safe
 from watcher.window import Window, empty_names, shape_prefilter, workload_of
@@ -50,6 +51,7 @@ class PrometheusSource:
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"Prometheus URL must start with http:// or https://: {url!r}")
         self.cfg = cfg
+        self.progress = QUIET  # the CLI sets a terminal Progress
         p = cfg.prometheus
         headers = dict(p.headers)
         token = _secret("PROMETHEUS_TOKEN")
@@ -196,6 +198,8 @@ class PrometheusSource:
         return frame.groupby(["source", "name"], as_index=False).agg(queries=("queries", "sum"))
 
     def window(self, at: float) -> Window:
+        show = self.progress.step
+        show("checking the metric and its labels", 1, 5)
         warnings = self.check(at)  # may settle the source labels: read the config after it
         cfg, lab = self.cfg, self.cfg.labels
         matchers = promql.base_matchers(lab.query, lab.cluster_domain)
@@ -207,7 +211,8 @@ class PrometheusSource:
 
         spans = {"short": cfg.windows.short, "long": cfg.windows.long}
         frames: dict[str, pd.DataFrame] = {}
-        for name, seconds in spans.items():
+        for i, (name, seconds) in enumerate(spans.items()):
+            show(f"counting distinct names per source and zone, {name} window", 2 + i, 5)
             counts = self.query(promql.zone_counts(sel, seconds, lab.source, lab.query), at)
             by_zone: dict[str, set[str]] = {}
             for r in counts:
@@ -215,7 +220,8 @@ class PrometheusSource:
                 if zone and float(r["value"][1]) >= min_distinct and not rules.is_allowlisted(zone):
                     by_zone.setdefault(zone, set()).add(self._source_of(r["metric"]))
             parts = []
-            for zone, sources in sorted(by_zone.items()):
+            for z, (zone, sources) in enumerate(sorted(by_zone.items())):
+                show(f"fetching names of candidate zone {z + 1} of {len(by_zone)}", 2 + i, 5)
                 zsel = promql.selector(
                     lab.metric,
                     [
@@ -230,6 +236,7 @@ class PrometheusSource:
                 parts.append(frame[frame["source"].isin(sources)])
             frames[name] = pd.concat(parts, ignore_index=True) if parts else empty_names()
 
+        show("fetching long and odd names for shape scoring, then volume history", 4, 5)
         pattern = shape_prefilter(cfg.names.prefilter_label_length, cfg.names.prefilter_name_length)
         ssel = promql.selector(lab.metric, [*matchers, f"{lab.query}=~{promql_string(pattern)}"])
         shaped = self._names_frame(
@@ -237,6 +244,7 @@ class PrometheusSource:
         )
 
         volume = self._volume(at)
+        self.progress.finish()
         return Window(
             at=at,
             short_seconds=cfg.windows.short,
