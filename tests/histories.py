@@ -15,6 +15,7 @@ class Composite:
     incidents: dict[str, tuple[str, str | None, int]] = field(default_factory=dict)
     # name -> (source, registered domain or None for volume, minute to scan at)
     benign_burst_source: str = ""
+    private_hosts_source: str = ""
 
     def at(self, minute: int) -> int:
         return self.cluster.start + minute * SCRAPE
@@ -96,4 +97,16 @@ def composite(seed: int = 11) -> Composite:
     )
     c.pods.append(pod)
     comp.benign_burst_source = pod.source
+    # A job driver talking to ~400 cluster hosts named after their private IPs, under the
+    # provider's private-use `.internal` suffix, all day (issue 12's first benign family).
+    rng2 = np.random.default_rng(seed + 99)
+    ips = [
+        f"ip-10-{a}-{b}-{d}.eu-west-1.compute.internal"
+        for a, b, d in rng2.integers(1, 255, (400, 3))
+    ]
+    driver = Pod(
+        "batch", "spark-driver-7f8d9c6b5-kq4zt", 0, 0, c.minutes, ips, np.full(400, 1 / 400), 60
+    )
+    c.pods.append(driver)
+    comp.private_hosts_source = driver.source
     return comp

@@ -147,9 +147,24 @@ def test_periodic_bursts_in_history_are_not_an_alert() -> None:
 def test_a_new_source_is_judged_by_the_absolute_floor() -> None:
     quiet = window(volume=volume({"job/new-x2x4q": [10 * 300] * 4}))
     assert detect_high_volume(quiet, CFG, RULES) == []
-    loud = window(volume=volume({"job/new-x2x4q": [80 * 300] * 4}))
+    loud = window(volume=volume({"job/new-x2x4q": [np.nan] * 4 + [2 * 300] * 4 + [80 * 300] * 4}))
     [f] = detect_high_volume(loud, CFG, RULES)
-    assert f.evidence["baseline_kind"] == "none"
+    assert f.evidence["baseline_kind"] == "none" and f.is_alert
+
+
+def test_a_young_source_steady_since_it_started_is_not_a_flood() -> None:
+    # Born 40 minutes ago at 160 q/s and steady since: busy, but no change to call a flood.
+    young = [np.nan] * 20 + list(np.random.default_rng(3).normal(160, 8, 8) * 300)
+    [f] = detect_high_volume(
+        window(volume=volume({"ingest/new-7d9f8b7c6-x2x4q": young})), CFG, RULES
+    )
+    assert f.severity == "info" and "steady since it started" in f.evidence["why_not_alerted"]
+    # The same pod jumping from 20 to 160 q/s in its first hour is a flood.
+    jump = [np.nan] * 20 + [20 * 300] * 4 + [160 * 300] * 4
+    [g] = detect_high_volume(
+        window(volume=volume({"ingest/new-7d9f8b7c6-x2x4q": jump})), CFG, RULES
+    )
+    assert g.severity == "critical"
 
 
 def test_a_rolled_out_pod_inherits_its_workloads_baseline() -> None:

@@ -57,3 +57,16 @@ def test_address_lookups(name: str, expected: bool) -> None:
 
     assert is_address_lookup(name) is expected
     assert DomainRules.build("cluster.local").ignores(name) is expected
+
+
+def test_names_under_private_use_tlds_never_reach_an_attacker_and_are_ignored() -> None:
+    rules = DomainRules.build("cluster.local")
+    for name in (
+        "ip-10-12-3-4.eu-west-1.compute.internal.",  # cloud hosts named after private IPs
+        "api.github.com.google.internal.",  # GKE search-path expansion
+        "printer.lan",
+    ):
+        assert rules.ignores(name), name
+    for name in ("x9f3a.evil.example.", "data.internal.evil.com.", "a.b.localhost.example."):
+        assert not rules.ignores(name), name
+    assert not DomainRules.build("cluster.local", private_tlds=[]).ignores("x.corp.internal")

@@ -172,3 +172,14 @@ def test_dns_as_data_lookalikes_are_allowlisted_by_default(
     shape_only = _scan(cluster_prom, at, "--config", str(cfg))
     domains = {f["domain"] for f in alerts(shape_only) if f["source"].startswith("security/")}
     assert "mcafee.com" not in domains and "e5.sk" in domains
+
+
+def test_ip_named_hosts_under_a_private_use_tld_are_never_a_channel(
+    cluster_prom: PrometheusServer, cluster_history: Composite
+) -> None:
+    """Names under `.internal` never leave the organisation's resolvers: no attacker can answer
+    them, however many and however address-like they are."""
+    src = cluster_history.private_hosts_source
+    for minute in (15, 120, 412):
+        report = _scan(cluster_prom, cluster_history.at(minute))
+        assert not [f for f in report["findings"] if f["source"] == src and f["domain"]], minute

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from watcher.domains import PRIVATE_USE_TLDS
 from watcher.duration import parse_duration
 from watcher.errors import ConfigError
 
@@ -139,6 +140,14 @@ class VolumeConfig(_Section):
     new_source_rate: float = Field(
         30.0, ge=0, description="q/s a source with no usable history must exceed to alert."
     )
+    young_change: float = Field(
+        3.0,
+        ge=1,
+        description=(
+            "A source with no usable history alerts only if its peak is this many times its "
+            "own early rate: steady since it started is a busy new workload, not a flood."
+        ),
+    )
     critical_factor: float = Field(4.0, ge=1, description="Threshold times this: critical.")
 
 
@@ -183,6 +192,14 @@ class AllowlistConfig(_Section):
     )
     sources: list[str] = Field(
         default_factory=list, description="Sources (glob, e.g. 'monitoring/*') never reported."
+    )
+    private_tlds: list[str] = Field(
+        default_factory=lambda: list(PRIVATE_USE_TLDS),
+        description=(
+            "Private-use top-level domains: no public delegation, so a name under one never "
+            "reaches an attacker's server (cloud host names, search-path expansions). [] to "
+            "judge them like any other."
+        ),
     )
 
 

@@ -82,6 +82,22 @@ DEFAULT_ALLOWLIST: dict[str, str] = {
     "gvt1.com": "Google update and download caches",
 }
 
+# Top-level domains for private use: no public delegation exists, so a query under one never
+# leaves the organisation's resolvers and cannot reach a server an attacker runs (ICANN reserved
+# `.internal` for this in 2024; `.local` is mDNS; the others are the de-facto private ones).
+# Cloud host names (`ip-10-0-0-1.ec2.internal`) and search-path expansions
+# (`api.github.com.google.internal`) live here. allowlist.private_tlds changes the list.
+PRIVATE_USE_TLDS = (
+    "internal",
+    "local",
+    "localdomain",
+    "lan",
+    "corp",
+    "home",
+    "intranet",
+    "private",
+)
+
 _OCTET = re.compile(r"^(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$")
 _NIBBLE = re.compile(r"^[0-9a-f]$")
 
@@ -103,6 +119,7 @@ class DomainRules:
     suffixes: tuple[str, ...]
     source_globs: tuple[str, ...] = ()
     address_lookups: bool = True
+    private_tlds: frozenset[str] = frozenset(PRIVATE_USE_TLDS)
 
     @classmethod
     def build(
@@ -112,6 +129,7 @@ class DomainRules:
         use_defaults: bool = True,
         source_globs: Iterable[str] = (),
         address_lookups: bool = True,
+        private_tlds: Iterable[str] = PRIVATE_USE_TLDS,
     ) -> DomainRules:
         suffixes = [*(DEFAULT_ALLOWLIST if use_defaults else ()), *extra_suffixes]
         return cls(
@@ -119,6 +137,7 @@ class DomainRules:
             suffixes=tuple(sorted({normalize(s) for s in suffixes if normalize(s)})),
             source_globs=tuple(source_globs),
             address_lookups=address_lookups,
+            private_tlds=frozenset(normalize(t) for t in private_tlds if normalize(t)),
         )
 
     def is_cluster(self, name: str) -> bool:
@@ -128,9 +147,14 @@ class DomainRules:
         n = normalize(name)
         return any(_under(n, s) for s in self.suffixes)
 
+    def is_private_use(self, name: str) -> bool:
+        """Under a private-use TLD: never reaches a public authoritative server."""
+        return normalize(name).rpartition(".")[2] in self.private_tlds
+
     def ignores(self, name: str) -> bool:
         return (
             self.is_cluster(name)
+            or self.is_private_use(name)
             or self.is_allowlisted(name)
             or (self.address_lookups and is_address_lookup(name))
         )

@@ -20,6 +20,7 @@ def rules_for(cfg: Config) -> DomainRules:
         cfg.allowlist.use_defaults,
         cfg.allowlist.sources,
         cfg.allowlist.address_lookups,
+        cfg.allowlist.private_tlds,
     )
 
 

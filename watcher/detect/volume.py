@@ -34,6 +34,21 @@ def _lifetime(series: pd.Series) -> pd.Series:
     return series.loc[seen.idxmax() :].fillna(0.0).iloc[1:]
 
 
+def _early_rates(series: pd.Series) -> np.ndarray:
+    """The first half of a young source's life (at least two steps, else nothing to judge
+    steadiness by). Its very first step counts unless it is where the data begins."""
+    seen = series.notna()
+    if not seen.any():
+        return np.array([])
+    first = seen.idxmax()
+    life = series.loc[first:].fillna(0.0)
+    if first == series.index[0]:
+        life = life.iloc[1:]
+    if len(life) < 2:
+        return np.array([])
+    return life.iloc[: max(1, len(life) // 2)].to_numpy(dtype=float)
+
+
 def _baseline(rates: np.ndarray, kind: str, step: float, cfg: Config) -> Baseline:
     v = cfg.volume
     med = float(np.median(rates))
@@ -103,6 +118,17 @@ def detect_high_volume(window: Window, cfg: Config, rules: DomainRules) -> list[
         if peak < threshold:
             continue
         severity: Severity = "critical" if peak >= threshold * v.critical_factor else "warning"
+        steady_note = None
+        if base.kind == "none":
+            # No history to compare with: a flood is still a change against the source's own
+            # past, however short. Steady since it started is a busy new workload, not a flood.
+            early = _early_rates(rates[source])
+            if len(early) and peak < v.young_change * float(np.median(early)):
+                severity = "info"
+                steady_note = (
+                    f"steady since it started ({float(np.median(early)):.1f}/s in its first "
+                    f"{len(early) * step / 60:.0f} min): no change to call a flood"
+                )
         ratio = peak / base.median if base.median > 0 else None
         out.append(
             Finding(
@@ -129,6 +155,7 @@ def detect_high_volume(window: Window, cfg: Config, rules: DomainRules) -> list[
                     "threshold_qps": round(threshold, 3),
                     "ratio": round(ratio, 2) if ratio is not None else None,
                     "queries": round(float(recent[source].fillna(0).sum()), 1),
+                    **({"why_not_alerted": steady_note} if steady_note else {}),
                 },
             )
         )
