@@ -192,3 +192,16 @@ def test_real_tool_names_are_alerted_and_real_benign_domains_are_not() -> None:
     for tool in ("iodine", "dns2tcp", "dnscapy"):
         assert any(src.startswith(f"apps/{tool}-") for src, _ in got), (tool, got)
     assert not any(src.startswith("web/crawler") for src, _ in got)
+
+
+def test_a_leak_through_getaddrinfo_a_and_aaaa_per_name_is_still_one_off_names() -> None:
+    lines: list[str] = []
+    for i in range(60):  # curl http://<chunk>.evil/ : A and AAAA for every chunk, NXDOMAIN
+        q = f"{words_name(i)}.c.curl-leak.example"
+        t = T0 + i * 97.0
+        lines += exchange(t, "web/app-5f7d8c9b6-abcde", q, "A", rcode=3)
+        lines += exchange(t + 0.004, "web/app-5f7d8c9b6-abcde", q, "AAAA", rcode=3)
+    found = scan(sorted(lines, key=_time))
+    hit = [f for f in found if f.domain == "curl-leak.example"]
+    assert hit and hit[0].is_alert, hit
+    assert hit[0].evidence["unique_ratio"] == 1.0

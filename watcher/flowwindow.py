@@ -90,6 +90,7 @@ class PairState:
     entropy: Welford = field(default_factory=Welford)
     scores: Welford = field(default_factory=Welford)
     last_request: float | None = None
+    last_name: str = ""
     pods: dict[str, int] = field(default_factory=dict)
     samples: list[tuple[float, str]] = field(default_factory=list)  # (score, name), best kept
     qsum: list[float] = field(default_factory=lambda: [0.0] * 7)  # query feature sums
@@ -234,14 +235,23 @@ class FlowWindow:
             st.qtypes[q] = st.qtypes.get(q, 0) + 1
         if any(q in DATA_QTYPES for q in f.qtypes):
             st.data_qtypes += 1
-        if st.last_request is not None and f.time >= st.last_request:
+        # The same name again within a second is one lookup (A and AAAA together, a resolver
+        # retry): it neither lowers the unique ratio nor counts as an inter-arrival gap.
+        same_lookup = (
+            name == st.last_name
+            and st.last_request is not None
+            and 0 <= f.time - st.last_request < 1.0
+        )
+        if st.last_request is not None and f.time >= st.last_request and not same_lookup:
             st.gaps.add(f.time - st.last_request)
         st.last_request = f.time
+        st.last_name = name
         before = st.buckets[-1].start if st.buckets else None
         b = st.bucket(f.time, self.step, self.keep)
         if before is not None and b.start != before:
             self.closed.append((st.workload, st.domain))
-        b.requests += 1
+        if not same_lookup:
+            b.requests += 1
         if name in st.names:
             return
         st.names[name] = f.time
