@@ -24,7 +24,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from watcher.domains import DEFAULT_ALLOWLIST  # noqa: E402
+from watcher.domains import DEFAULT_ALLOWLIST, PRIVATE_USE_TLDS  # noqa: E402
 from watcher.sources import promql  # noqa: E402
 from watcher.text import promql_string, regex_escape  # noqa: E402
 
@@ -43,7 +43,7 @@ def _allowlisted_zones() -> str:
 
 
 def _names_expr(by: str) -> str:
-    sel = promql.selector(METRIC, promql.base_matchers("query", "cluster.local"))
+    sel = promql.selector(METRIC, promql.base_matchers("query", "cluster.local", PRIVATE_USE_TLDS))
     act = promql.activity(sel, 600)
     if "zone" in by:
         act = f'label_replace({act}, "zone", "$1", "query", {promql_string(ZONE_REGEX)})'

@@ -84,12 +84,12 @@ DEFAULT_ALLOWLIST: dict[str, str] = {
 
 # Top-level domains for private use: no public delegation exists, so a query under one never
 # leaves the organisation's resolvers and cannot reach a server an attacker runs (ICANN reserved
-# `.internal` for this in 2024; `.local` is mDNS; the others are the de-facto private ones).
+# `.internal` for this in 2024; the others are the de-facto private ones). `.local` is not here:
+# it is Kubernetes' cluster domain, handled (and configurable) as labels.cluster_domain.
 # Cloud host names (`ip-10-0-0-1.ec2.internal`) and search-path expansions
 # (`api.github.com.google.internal`) live here. allowlist.private_tlds changes the list.
 PRIVATE_USE_TLDS = (
     "internal",
-    "local",
     "localdomain",
     "lan",
     "corp",

@@ -202,7 +202,7 @@ class PrometheusSource:
         show("checking the metric and its labels", 1, 5)
         warnings = self.check(at)  # may settle the source labels: read the config after it
         cfg, lab = self.cfg, self.cfg.labels
-        matchers = promql.base_matchers(lab.query, lab.cluster_domain)
+        matchers = promql.base_matchers(lab.query, lab.cluster_domain, cfg.allowlist.private_tlds)
         sel = promql.selector(lab.metric, matchers)
         rules = DomainRules.build(
             lab.cluster_domain, cfg.allowlist.suffixes, cfg.allowlist.use_defaults

@@ -17,9 +17,18 @@ def selector(metric: str, matchers: Iterable[str]) -> str:
     return f"{metric}{{{', '.join(matchers)}}}"
 
 
-def base_matchers(query_label: str, cluster_domain: str) -> list[str]:
+def base_matchers(
+    query_label: str, cluster_domain: str, private_tlds: Iterable[str] = ()
+) -> list[str]:
+    """Names worth a look: not empty, not the cluster domain, not under a private-use TLD
+    (never reaches an attacker's server: the watcher drops them, so do the rules)."""
     cluster = rf"(?s)(?:.*\.)?{regex_escape(cluster_domain.strip('.').lower())}\.?"
-    return [f'{query_label}!=""', f"{query_label}!~{promql_string(cluster)}"]
+    out = [f'{query_label}!=""', f"{query_label}!~{promql_string(cluster)}"]
+    tlds = sorted({regex_escape(t.strip(".").lower()) for t in private_tlds if t.strip(".")})
+    if tlds:
+        pattern = r"(?s).*\.(?:" + "|".join(tlds) + r")\.?"
+        out.append(f"{query_label}!~{promql_string(pattern)}")
+    return out
 
 
 def under_zone(query_label: str, zone: str) -> str:
