@@ -16,6 +16,7 @@ class Composite:
     # name -> (source, registered domain or None for volume, minute to scan at)
     benign_burst_source: str = ""
     private_hosts_source: str = ""
+    rerequeried_sources: list[str] = field(default_factory=list)
 
     def at(self, minute: int) -> int:
         return self.cluster.start + minute * SCRAPE
@@ -109,4 +110,27 @@ def composite(seed: int = 11) -> Composite:
     )
     c.pods.append(driver)
     comp.private_hosts_source = driver.source
+    # A preview router resolving ~250 names of a wildcard DNS service that writes an IP in the
+    # name, and an uploader resolving six storage endpoints named by 32-hex account IDs: both
+    # re-query the same names all day (issue 12's second and third benign families).
+    previews = [
+        f"{a}-{b}-{d}-{e}.preview.wildcard-dns.example"
+        for a, b, d, e in rng2.integers(1, 255, (250, 4))
+    ]
+    router = Pod(
+        "edge",
+        "preview-router-6c7d8f9b5-mz2kq",
+        1,
+        0,
+        c.minutes,
+        previews,
+        np.full(250, 1 / 250),
+        40,
+    )
+    stores = [f"{rng2.bytes(16).hex()}.objects.storage-cloud.example" for _ in range(6)]
+    uploader = Pod(
+        "media", "uploader-5b6c7d8f9-pq3rt", 2, 0, c.minutes, stores, np.full(6, 1 / 6), 12
+    )
+    c.pods += [router, uploader]
+    comp.rerequeried_sources = [router.source, uploader.source]
     return comp

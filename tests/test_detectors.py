@@ -99,9 +99,35 @@ def test_allowlisted_sources_are_ignored() -> None:
     ("n", "severity"), [(1, "info"), (2, "info"), (3, "warning"), (20, "critical")]
 )
 def test_few_encoded_names(n: int, severity: str) -> None:
-    w = window([], [("app/a", q, 43) for q in encoded(n)])
+    w = window([], [("app/a", q, 1) for q in encoded(n)])
     [f] = detect_suspicious_name(w, CFG, RULES)
     assert f.severity == severity
+
+
+def test_few_names_with_characters_no_host_has_stay_alerts_however_often_repeated() -> None:
+    names = [
+        f"{base64.b64encode(rng.bytes(40)).decode().lower()}x+/.evil.example." for _ in range(3)
+    ]
+    [f] = detect_suspicious_name(window([], [("app/a", q, 43) for q in names]), CFG, RULES)
+    assert f.severity == "warning"
+
+
+def test_a_steady_set_of_hex_named_hosts_re_queried_all_day_is_not_an_alert() -> None:
+    # An uploader resolving six storage endpoints named by 32-hex account IDs, all day.
+    hosts = [f"{rng.bytes(16).hex()}.objects.storage-cloud.example." for _ in range(6)]
+    [f] = detect_suspicious_name(window([], [("media/up", h, 700) for h in hosts]), CFG, RULES)
+    assert f.severity == "info" and "steady set of hosts" in f.evidence["why_not_alerted"]
+
+
+def test_names_new_in_10_minutes_but_re_queried_all_day_are_not_a_burst() -> None:
+    # A preview router resolving 250 wildcard-DNS names (an IP in each), each once per 10 min.
+    names = [
+        f"10-{i // 200}-{i % 200}-{i % 7 + 1}.preview.wildcard-dns.example." for i in range(250)
+    ]
+    w = window([("edge/router", n, 1) for n in names], [("edge/router", n, 36) for n in names])
+    found = detect_subdomain_burst(w, CFG, RULES)
+    assert found and all(f.severity == "info" for f in found)
+    assert any("re-queried" in f.evidence.get("why_not_alerted", "") for f in found)
 
 
 def test_one_channel_one_finding() -> None:

@@ -183,3 +183,17 @@ def test_ip_named_hosts_under_a_private_use_tld_are_never_a_channel(
     for minute in (15, 120, 412):
         report = _scan(backend, cluster_history.at(minute))
         assert not [f for f in report["findings"] if f["source"] == src and f["domain"]], minute
+
+
+def test_names_re_queried_all_day_are_hosts_not_a_channel(
+    backend: PrometheusServer, cluster_history: Composite
+) -> None:
+    """A wildcard-DNS preview router (250 IP-named hosts) and hex-named storage endpoints: new
+    in any 10 minutes, re-queried all day; never an alert, and the reason is in the evidence."""
+    why = []
+    for minute in (60, 240, 412):
+        for f in _scan(backend, cluster_history.at(minute))["findings"]:
+            if f["source"] in cluster_history.rerequeried_sources:
+                assert f["severity"] == "info", (minute, f["summary"])
+                why.append(f["evidence"].get("why_not_alerted", ""))
+    assert any("re-queried" in w for w in why) and any("steady set of hosts" in w for w in why)

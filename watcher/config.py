@@ -164,6 +164,15 @@ class NamesConfig(_Section):
     critical_distinct: int = Field(
         20, ge=1, description="Encoded-looking distinct names under one domain for critical."
     )
+    repeat_quiet: float = Field(
+        10.0,
+        ge=1,
+        description=(
+            "Encoded-looking names made of host-name characters, each queried this many times "
+            "in the long window on average, are a steady set of hosts (storage accounts, tenant "
+            "IDs): info, not an alert. Names with + / = or non-ASCII are never quieted."
+        ),
+    )
     prefilter_label_length: int = Field(
         20,
         ge=8,

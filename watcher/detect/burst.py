@@ -27,8 +27,25 @@ def _judge(distinct: int, encoded: float, unique: float, base: int, cfg: Config)
     return "info" if distinct >= b.info_min_distinct else None
 
 
+def _long_unique(window: Window, rules: DomainRules) -> dict[tuple[str, str], float]:
+    """Distinct names / queries per (source, domain) over the long window: names that looked
+    new in 10 minutes but are re-queried all day are hosts (service discovery, storage, wildcard
+    DNS), not a channel's chunks."""
+    table = annotate(window.long, rules)
+    if table.empty:
+        return {}
+    g = table.groupby(["source", "domain"], sort=False).agg(
+        names=("name", "nunique"), queries=("queries", "sum")
+    )
+    out: dict[tuple[str, str], float] = {}
+    for (source, domain), names, queries in zip(g.index, g["names"], g["queries"], strict=True):
+        out[(str(source), str(domain))] = float(names) / float(queries) if queries else 1.0
+    return out
+
+
 def detect_subdomain_burst(window: Window, cfg: Config, rules: DomainRules) -> list[Finding]:
     best: dict[tuple[str, str], Finding] = {}
+    long_unique = _long_unique(window, rules)
     spans = (
         (window.short, window.short_seconds, cfg.burst.short_min_distinct),
         (window.long, window.long_seconds, cfg.burst.long_min_distinct),
@@ -49,11 +66,22 @@ def detect_subdomain_burst(window: Window, cfg: Config, rules: DomainRules) -> l
                 cfg.output.max_name_chars,
                 cfg.names.min_score,
             )
-            severity = _judge(
-                ev["distinct_names"], ev["encoded_fraction"], ev["unique_ratio"], base, cfg
-            )
+            unique = ev["unique_ratio"]
+            repeat = long_unique.get((str(source), str(domain)), 1.0)
+            if repeat < unique:
+                ev["unique_ratio_long"] = round(repeat, 3)
+                unique = repeat
+            severity = _judge(ev["distinct_names"], ev["encoded_fraction"], unique, base, cfg)
             if severity is None:
                 continue
+            plain = _judge(
+                ev["distinct_names"], ev["encoded_fraction"], ev["unique_ratio"], base, cfg
+            )
+            if severity == "info" and plain != "info":
+                ev["why_not_alerted"] = (
+                    f"names re-queried over {human_duration(window.long_seconds)} "
+                    f"(distinct/queries {repeat:.2f}): hosts, not one-off chunks"
+                )
             ev["threshold_distinct"] = base
             score = min(
                 1.0,
