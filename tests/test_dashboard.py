@@ -124,8 +124,10 @@ def test_the_zone_panel_shows_the_tunnel(
     source, _, minute = cluster_history.incidents["iodine-like tunnel"]
     panel = next(p for p in PANELS if "per source and zone" in p["title"])
     rows = rules_prom.query(substitute(panel["targets"][0]["expr"]), cluster_history.at(minute))
-    top = max(rows, key=lambda r: float(r["value"][1]))  # type: ignore[index]
-    assert top["metric"]["source"] == source and top["metric"]["zone"] == "tunnel-a.example"  # type: ignore[index]
+    # The panel is a top-10 table of raw counts: the tunnel is in it (a wildcard-DNS router with
+    # 250 re-queried names may rank above it; the watcher tells the two apart, a count cannot).
+    shown = {(r["metric"]["source"], r["metric"]["zone"]) for r in rows}  # type: ignore[index]
+    assert (source, "tunnel-a.example") in shown and len(rows) <= 10
 
 
 @pytest.mark.prometheus
