@@ -119,7 +119,7 @@ class PrometheusSource:
     def _timeout_message(self, exc: Exception) -> str:
         p = self.cfg.prometheus
         tries = p.retries + 1
-        what = "connect" if _connect_timeout(exc) else "an answer"
+        what = "connection" if _connect_timeout(exc) else "answer"
         return (
             f"Prometheus at {self.url} timed out: no {what} within {p.timeout:g}s "
             f"({tries} tr{'y' if tries == 1 else 'ies'}); a slow or overloaded server: raise "
