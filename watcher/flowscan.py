@@ -34,7 +34,6 @@ class FlowScan:
     window: FlowWindow = field(init=False)
     counts: LineCounts = field(default_factory=LineCounts)
     best: dict[tuple[str, str], Finding] = field(default_factory=dict)
-    first_time: float | None = None
     next_volume: float = 0.0
 
     def __post_init__(self) -> None:
@@ -51,8 +50,6 @@ class FlowScan:
         changed: list[Finding] = []
         w = self.window
         for n, flow in enumerate(parse_stream(lines, self.counts)):
-            if self.first_time is None:
-                self.first_time = flow.time
             w.add(flow)
             if w.closed:
                 changed += self._judge(w.take_closed(self.least))
@@ -157,12 +154,6 @@ class FlowScan:
 
 def _rank(f: Finding) -> tuple[int, float, float]:
     return (SEVERITY_RANK[f.severity], float(f.evidence.get("distinct_names") or 0), f.score)
-
-
-def scan_lines(lines: Iterable[bytes], cfg: Config) -> dict[str, Any]:
-    scan = FlowScan(cfg)
-    scan.feed(lines)
-    return scan.result()
 
 
 # -- follow -------------------------------------------------------------------------------------

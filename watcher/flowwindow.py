@@ -16,7 +16,6 @@ import math
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -386,6 +385,3 @@ class FlowWindow:
         frame = frame.reindex(grid)
         # Steps with no request inside a source's life are zeros; before its first, unknown.
         return frame.fillna(0.0).where(frame.notna().cummax())
-
-    def stats(self) -> dict[str, Any]:
-        return {"active_pairs": len(self.pairs)}
