@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	  echo "dnswatch: need Python >= 3.11 as '$(PY)' (make PY=/path/to/python3.11 ...)" >&2; exit 1; }
 	@[ -x $(PYTHON) ] || $(PY) -m venv $(VENV) >/dev/null 2>&1 || { rm -rf $(VENV); \
 	  echo "dnswatch: '$(PY) -m venv' failed: on Debian/Ubuntu run 'sudo apt install python3-venv', then retry" >&2; exit 1; }
+	@$(PYTHON) -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV); \
+	  echo "dnswatch: .venv has no pip (a half-made venv): removed it; on Debian/Ubuntu run 'sudo apt install python3-venv', then retry" >&2; exit 1; }
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
