@@ -28,6 +28,11 @@ class SourceError(DnswatchError):
     exit_code = EXIT_SOURCE
 
 
+class RefusedError(SourceError):
+    """Prometheus refused or could not finish one query (too many samples, a timeout, a busy
+    query frontend): the work can be split and asked again."""
+
+
 class MissingDataError(SourceError):
     """The metric or a label the detectors need is not there."""
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import gzip
 import re
+import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -61,36 +64,50 @@ def parse_labels(text: str, start: int) -> tuple[dict[str, str], int]:
 
 
 def _lines(path: Path) -> Iterator[str]:
+    """The file's lines, streamed (a history of any size in bounded memory); `.gz` too."""
     try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
+        with path.open("rb") as probe:
+            gz = probe.read(2) == b"\x1f\x8b"
+        # Odd bytes in attacker-chosen names must not stop the scan: keep them visible, replaced.
+        opener = gzip.open if gz else open
+        with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as raw:
+            for line in raw:
+                yield line.rstrip("\r\n")
     except OSError as exc:
+        if isinstance(exc, gzip.BadGzipFile):
+            raise SourceError(f"metrics file {path} is a damaged gzip file") from None
         raise SourceError(f"cannot read metrics file {path}: {exc.strerror or exc}") from None
-    except (EOFError, gzip.BadGzipFile):
+    except (EOFError, zlib.error):
         raise SourceError(f"metrics file {path} is a damaged gzip file") from None
-    # Odd bytes in attacker-chosen names must not stop the scan: keep them visible, replaced.
-    yield from raw.decode("utf-8", errors="replace").splitlines()
 
 
-def read_samples(path: Path, metric: str) -> tuple[pd.DataFrame, bool]:
-    """Samples of `metric` as (labels-key, labels, value, timestamp or NaN) and whether the
-    file is OpenMetrics (timestamps in seconds) rather than the text format (milliseconds)."""
-    keys: list[str] = []
-    label_sets: dict[str, dict[str, str]] = {}
-    values: list[float] = []
-    stamps: list[float] = []
-    openmetrics = False
-    seen_any = False
-    parsed: dict[str, str | None] = {}  # label block -> series key (None: another metric)
+@dataclass
+class Survey:
+    """What one pass over the file found before the window is built."""
+
+    openmetrics: bool = False
+    seen_any: bool = False
+    samples: int = 0
+    latest: float | None = None
+    all_stamped: bool = True
+    has_query: bool = False
+    has_label: dict[str, bool] = field(default_factory=dict)
+
+
+def samples(
+    path: Path, metric: str, survey: Survey
+) -> Iterator[tuple[str, dict[str, str], float, float]]:
+    """(label block, labels, value, timestamp or NaN) of each sample of `metric`, streamed; the
+    survey is filled in as the lines go by. Each label block is parsed once."""
+    parsed: dict[str, dict[str, str] | None] = {}  # label block -> labels (None: another metric)
     for lineno, line in enumerate(_lines(path), 1):
         if not line or line[0] == "#":
             if line.startswith("# EOF"):
-                openmetrics = True
+                survey.openmetrics = True
             elif line.startswith("# TYPE") or line.startswith("# HELP"):
-                seen_any = True
+                survey.seen_any = True
             continue
-        seen_any = True
+        survey.seen_any = True
         if not line.startswith(metric):
             # Other metrics are skipped, but a file of something else is not a metrics file.
             if not _SAMPLE_START.match(line) or not _is_number(line.rsplit(None, 1)[-1]):
@@ -106,137 +123,159 @@ def read_samples(path: Path, metric: str) -> tuple[pd.DataFrame, bool]:
                 block, _, mid = head.rpartition(" ")
                 value, stamp = float(mid), float(last)
             if block not in parsed:
-                parsed[block] = _series_key(block, metric, label_sets)
+                parsed[block] = _series_labels(block, metric)
         except (ValueError, IndexError):
             raise SourceError(f"{path}:{lineno}: not a valid Prometheus sample line") from None
-        key = parsed[block]
-        if key is None:
+        labels = parsed[block]
+        if labels is None:
             continue
-        keys.append(key)
-        values.append(value)
-        stamps.append(stamp)
-    if not seen_any:
-        raise SourceError(f"{path} holds no Prometheus metrics")
-    frame = pd.DataFrame({"key": keys, "v": values, "t": stamps})
-    frame.attrs["labels"] = label_sets
-    return frame, openmetrics
+        survey.samples += 1
+        if stamp != stamp:  # NaN: a scrape without timestamps
+            survey.all_stamped = False
+        elif survey.latest is None or stamp > survey.latest:
+            survey.latest = stamp
+        yield block, labels, value, stamp
 
 
-def _series_key(block: str, metric: str, label_sets: dict[str, dict[str, str]]) -> str | None:
+def _series_labels(block: str, metric: str) -> dict[str, str] | None:
     rest = block[len(metric) :].rstrip()
     if rest.startswith("{"):
         labels, end = parse_labels(block, len(metric))
         if block[end:].strip():
             raise ValueError("text after labels")
-    elif not rest:
-        labels = {}
-    else:
-        return None  # another metric sharing the prefix
-    key = "\x00".join(f"{k}={v}" for k, v in sorted(labels.items()))
-    label_sets.setdefault(key, labels)
-    return key
+        return labels
+    if not rest:
+        return {}
+    return None  # another metric sharing the prefix
 
 
 class MetricsFileSource:
+    """Two streamed passes: the first finds the scan time and the labels, the second adds each
+    series' activity into the windows and per-source volume buckets. Memory follows the series
+    and sources, not the samples: a multi-GB history scans in a few hundred MB."""
+
     def __init__(self, path: str | Path, cfg: Config) -> None:
         self.path = Path(path)
         self.cfg = cfg
-        self._frame: pd.DataFrame | None = None
-        self._openmetrics = False
+        self._survey: Survey | None = None
 
-    def _samples(self) -> pd.DataFrame:
-        if self._frame is None:
-            self._frame, self._openmetrics = read_samples(self.path, self.cfg.labels.metric)
-        return self._frame
+    def survey(self) -> Survey:
+        if self._survey is None:
+            survey = Survey()
+            lab = self.cfg.labels
+            watched = {lab.query, "source", "source_pod", *lab.source}
+            seen: set[str] = set()
+            for block, labels, _, _ in samples(self.path, lab.metric, survey):
+                if block in seen:
+                    continue
+                seen.add(block)
+                for name in watched:
+                    if labels.get(name):
+                        survey.has_label[name] = True
+                survey.has_query = survey.has_query or lab.query in labels
+            if not survey.seen_any:
+                raise SourceError(f"{self.path} holds no Prometheus metrics")
+            self._survey = survey
+        return self._survey
 
     def latest(self) -> float | None:
         """The file's last timestamp (the default scan time for a history), or None."""
-        t = self._samples()["t"]
-        if t.notna().any():
-            last = float(t.max())
-            return last if self._openmetrics else last / 1000.0
-        return None
+        survey = self.survey()
+        if survey.latest is None:
+            return None
+        return survey.latest if survey.openmetrics else survey.latest / 1000.0
 
     def window(self, at: float) -> Window:
         cfg, lab = self.cfg, self.cfg.labels
-        frame = self._samples()
-        if frame.empty:
+        survey = self.survey()
+        if not survey.samples:
             raise MissingDataError(f"metric {lab.metric} not found in {self.path}; {HELM_HINT}")
-        labels: dict[str, dict[str, str]] = frame.attrs["labels"]
-        if not any(lab.query in ls for ls in labels.values()):
+        if not survey.has_query:
             raise MissingDataError(f"metric {lab.metric} has no '{lab.query}' label; {HELM_HINT}")
-        if (
-            lab.source == SOURCE_CONTEXT
-            and not any(ls.get("source") for ls in labels.values())
-            and any(ls.get("source_pod") for ls in labels.values())
-        ):
+        has = survey.has_label
+        if lab.source == SOURCE_CONTEXT and not has.get("source") and has.get("source_pod"):
             self.cfg = cfg = with_source_labels(cfg, LABELS_CONTEXT)
             lab = cfg.labels
         for label in lab.source:
-            if not any(ls.get(label) for ls in labels.values()):
+            if not has.get(label):
                 raise MissingDataError(
                     f"metric {lab.metric} has no '{label}' label: set labels.source in the config"
                 )
         warnings: list[str] = []
-        history = bool(frame["t"].notna().all())
-        t = frame["t"].to_numpy(dtype=float)
-        if history:
-            t = t if self._openmetrics else t / 1000.0
-        else:
+        history = survey.all_stamped
+        scale = 1.0 if survey.openmetrics else 1000.0
+        if not history:
             # One scrape: counters are totals since each agent started; there is no "before".
-            t = np.full(len(frame), at)
             warnings.append(
                 "single scrape: counts are totals since the agents started; "
                 "high_volume needs a history (Prometheus or an OpenMetrics file)"
             )
-        key_info = {
-            k: (
-                "/".join(ls.get(label, "") for label in lab.source),
-                normalize(ls.get(lab.query, "")),
-            )
-            for k, ls in labels.items()
-        }
-        df = pd.DataFrame({"key": frame["key"].to_numpy(), "t": t, "v": frame["v"].to_numpy()})
-        df = df[df["t"] <= at].sort_values(["key", "t"], kind="stable")
-        prev = df.groupby("key")["v"].shift()
-        # First sample: the whole value (first query included); later: increase, resets restart.
-        delta = np.where(prev.isna() | (df["v"] < prev), df["v"], df["v"] - prev)
-        df = df.assign(delta=delta)
-        df = df[df["delta"] > 0]
-        df["source"] = df["key"].map(lambda k: key_info[k][0])
-        df["name"] = df["key"].map(lambda k: key_info[k][1])
-        everything = df  # volume counts all of a source's DNS, cluster domain included
-        df = df[(df["name"] != "") & ~df["name"].map(self._in_cluster).astype(bool)]
-
-        def span(seconds: float) -> pd.DataFrame:
-            part = df[df["t"] > at - seconds]
-            if part.empty:
-                return empty_names()
-            return part.groupby(["source", "name"], as_index=False).agg(queries=("delta", "sum"))
-
-        short, long = span(cfg.windows.short), span(cfg.windows.long)
         step = cfg.windows.step
-        volume = pd.DataFrame()
-        if history:
-            part = everything[everything["t"] > at - cfg.windows.baseline]
-            end = at - np.floor((at - part["t"].to_numpy()) / step) * step
-            volume = (
-                part.assign(end=end).groupby(["end", "source"])["delta"].sum().unstack("source")
+        buckets = int(cfg.windows.baseline // step)
+        short_from, long_from = at - cfg.windows.short, at - cfg.windows.long
+        base_from = at - buckets * step
+        # Per series: (source, name kept for the windows or "", last value, last time).
+        series: dict[str, list[Any]] = {}
+        short: dict[tuple[str, str], float] = {}
+        long: dict[tuple[str, str], float] = {}
+        volume: dict[str, np.ndarray] = {}
+        disordered = 0
+        for block, labels, value, stamp in samples(self.path, lab.metric, Survey()):
+            t = stamp / scale if history else at
+            if t > at:
+                continue
+            state = series.get(block)
+            if state is None:
+                source = "/".join(labels.get(label, "") for label in lab.source)
+                name = normalize(labels.get(lab.query, ""))
+                keep = name if name and not self._in_cluster(name) else ""
+                state = series[block] = [source, keep, None, -np.inf]
+            prev, prev_t = state[2], state[3]
+            if t < prev_t:
+                disordered += 1  # a history must list each series' samples in time order
+                continue
+            # First sample: the whole value (first query included); later: increase, resets
+            # restart the count.
+            delta = value if prev is None or value < prev else value - prev
+            state[2], state[3] = value, t
+            if delta <= 0:
+                continue
+            source, keep = state[0], state[1]
+            if keep and t > long_from:
+                pair = (source, keep)
+                long[pair] = long.get(pair, 0.0) + delta
+                if t > short_from:
+                    short[pair] = short.get(pair, 0.0) + delta
+            if history and t > base_from:
+                # Bucket ending at `at - k * step` that holds t (the Prometheus source's steps).
+                k = int(np.floor((at - t) / step))
+                row = volume.get(source)
+                if row is None:
+                    row = volume[source] = np.zeros(buckets)
+                row[buckets - 1 - k] += delta
+        if disordered:
+            warnings.append(
+                f"{disordered} samples earlier than their series' previous sample were skipped: "
+                "write each series' samples in time order"
             )
-            # Steps with no activity at all are still steps: keep the time axis complete.
-            full = at - np.arange(int(cfg.windows.baseline // step))[::-1] * step
-            volume = volume.reindex(full)
+        vol = pd.DataFrame()
+        if history and volume:
+            index = at - np.arange(buckets)[::-1] * step
+            vol = pd.DataFrame(volume, index=index)
+            # A source's steps before its first activity are unknown, not zero (as from PromQL).
+            vol = vol.mask(vol.cumsum() == 0)
+        long_frame = _frame(long)
         return Window(
             at=at,
             short_seconds=cfg.windows.short,
             long_seconds=cfg.windows.long,
             step_seconds=step,
-            short=short,
-            long=long,
+            short=_frame(short),
+            long=long_frame,
             shaped=apply_prefilter(
-                long, cfg.names.prefilter_label_length, cfg.names.prefilter_name_length
+                long_frame, cfg.names.prefilter_label_length, cfg.names.prefilter_name_length
             ),
-            volume=volume,
+            volume=vol,
             complete=True,
             warnings=warnings,
         )
@@ -244,3 +283,11 @@ class MetricsFileSource:
     def _in_cluster(self, name: str) -> bool:
         cluster = normalize(self.cfg.labels.cluster_domain)
         return name == cluster or name.endswith("." + cluster)
+
+
+def _frame(pairs: dict[tuple[str, str], float]) -> pd.DataFrame:
+    if not pairs:
+        return empty_names()
+    return pd.DataFrame(
+        [(s, n, q) for (s, n), q in pairs.items()], columns=["source", "name", "queries"]
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,10 +22,10 @@ from urllib3.util.retry import Retry
 
 from watcher.config import LABELS_CONTEXT, SOURCE_CONTEXT, Config, with_source_labels
 from watcher.domains import DomainRules, normalize
-from watcher.errors import ConfigError, MissingDataError, SourceError
+from watcher.errors import ConfigError, MissingDataError, RefusedError, SourceError
 from watcher.progress import QUIET
 from watcher.sources import promql
-from watcher.text import promql_string, terminal_safe
+from watcher.text import promql_string, regex_escape, terminal_safe
 from watcher.window import Window, empty_names, shape_prefilter, workload_of
 
 HELM_HINT = (
@@ -52,6 +52,8 @@ class PrometheusSource:
             raise ConfigError(f"Prometheus URL must start with http:// or https://: {url!r}")
         self.cfg = cfg
         self.progress = QUIET  # the CLI sets a terminal Progress
+        self.warnings: list[str] = []
+        self._partition: tuple[str, list[str], bool] | None = None
         p = cfg.prometheus
         headers = dict(p.headers)
         token = _secret("PROMETHEUS_TOKEN")
@@ -86,6 +88,8 @@ class PrometheusSource:
         )
         self.url = url
 
+    BATCH = 100  # sources or zones per query: a regex of thousands of alternatives is slow
+
     # -- HTTP ------------------------------------------------------------------------------------
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
         try:
@@ -95,11 +99,11 @@ class PrometheusSource:
         except requests.exceptions.SSLError:
             raise SourceError(f"TLS error talking to Prometheus at {self.url}") from None
         except requests.exceptions.Timeout as exc:
-            raise SourceError(self._timeout_message(exc)) from None
+            raise RefusedError(self._timeout_message(exc)) from None
         except requests.exceptions.ConnectionError as exc:
             # Retries exhausted on read timeouts arrive as a ConnectionError wrapping them.
             if _timed_out(exc):
-                raise SourceError(self._timeout_message(exc)) from None
+                raise RefusedError(self._timeout_message(exc)) from None
             raise SourceError(
                 f"cannot reach Prometheus at {self.url} ({_connect_reason(exc)})"
             ) from None
@@ -107,9 +111,10 @@ class PrometheusSource:
             reason = type(exc).__name__
             raise SourceError(f"cannot reach Prometheus at {self.url} ({reason})") from None
         except PrometheusApiClientException as exc:
-            raise SourceError(
-                f"Prometheus answered with an error: {_api_error(str(exc))}"
-            ) from None
+            text = f"Prometheus answered with an error: {_api_error(str(exc))}"
+            if re.search(r"HTTP Status Code (422|503|504)\b", str(exc)):
+                raise RefusedError(text) from None  # too big or too busy: worth splitting
+            raise SourceError(text) from None
         except (ValueError, KeyError, TypeError):
             raise SourceError(f"{self.url} did not answer like a Prometheus API") from None
         if not isinstance(result, list):
@@ -153,6 +158,9 @@ class PrometheusSource:
         lab = self.cfg.labels
         warnings: list[str] = []
         span: float | None = None
+        ready = [f'{label}!=""' for label in (lab.query, *lab.source)]
+        if self._count(promql.selector(lab.metric, ready), at, None) > 0:
+            return warnings  # the usual case in one query; the diagnosis below only on a miss
         if self._count(lab.metric, at, None) == 0:
             if self._count(lab.metric, at, self.cfg.windows.long) == 0:
                 raise MissingDataError(
@@ -201,9 +209,14 @@ class PrometheusSource:
         show = self.progress.step
         show("checking the metric and its labels", 1, 5)
         warnings = self.check(at)  # may settle the source labels: read the config after it
+        self.warnings = warnings
+        self._partition = None
         cfg, lab = self.cfg, self.cfg.labels
         matchers = promql.base_matchers(lab.query, lab.cluster_domain, cfg.allowlist.private_tlds)
-        sel = promql.selector(lab.metric, matchers)
+
+        def sel(*more: str) -> Callable[[list[str]], str]:
+            return lambda extra: promql.selector(lab.metric, [*matchers, *more, *extra])
+
         rules = DomainRules.build(
             lab.cluster_domain, cfg.allowlist.suffixes, cfg.allowlist.use_defaults
         )
@@ -213,34 +226,53 @@ class PrometheusSource:
         frames: dict[str, pd.DataFrame] = {}
         for i, (name, seconds) in enumerate(spans.items()):
             show(f"counting distinct names per source and zone, {name} window", 2 + i, 5)
-            counts = self.query(promql.zone_counts(sel, seconds, lab.source, lab.query), at)
+            base = sel()
+            counts = self._ask(
+                lambda extra, s=seconds, b=base: promql.zone_counts(  # type: ignore[misc]
+                    b(extra), s, lab.source, lab.query
+                ),
+                at,
+                f"distinct names per source and zone ({name} window)",
+            )
             by_zone: dict[str, set[str]] = {}
             for r in counts:
                 zone = r["metric"].get("dnswatch_zone", "")
                 if zone and float(r["value"][1]) >= min_distinct and not rules.is_allowlisted(zone):
                     by_zone.setdefault(zone, set()).add(self._source_of(r["metric"]))
             parts = []
-            for z, (zone, sources) in enumerate(sorted(by_zone.items())):
-                show(f"fetching names of candidate zone {z + 1} of {len(by_zone)}", 2 + i, 5)
-                zsel = promql.selector(
-                    lab.metric,
-                    [
-                        *matchers,
-                        promql.under_zone(lab.query, zone),
-                        *self._source_matchers(sources),
-                    ],
-                )
+            zones = sorted(by_zone)
+            for z in range(0, len(zones), self.BATCH):
+                batch = zones[z : z + self.BATCH]
+                show(f"fetching names of {len(zones)} candidate zones", 2 + i, 5)
+                sources = set().union(*(by_zone[zone] for zone in batch))
+                zsel = sel(promql.under_zones(lab.query, batch), *self._source_matchers(sources))
                 frame = self._names_frame(
-                    self.query(promql.names(zsel, seconds, lab.source, lab.query), at)
+                    self._ask(
+                        lambda extra, s=seconds, zs=zsel: promql.names(  # type: ignore[misc]
+                            zs(extra), s, lab.source, lab.query
+                        ),
+                        at,
+                        f"names under {len(batch)} candidate zones ({name} window)",
+                    )
                 )
-                parts.append(frame[frame["source"].isin(sources)])
+                # The grouped fetch over-fetches (every source x every zone): keep the pairs.
+                wanted = frame["name"].map(promql.zone_of)
+                keep = [
+                    zone in by_zone and src in by_zone[zone]
+                    for src, zone in zip(frame["source"], wanted, strict=True)
+                ]
+                parts.append(frame[keep])
             frames[name] = pd.concat(parts, ignore_index=True) if parts else empty_names()
 
         show("fetching long and odd names for shape scoring, then volume history", 4, 5)
         pattern = shape_prefilter(cfg.names.prefilter_label_length, cfg.names.prefilter_name_length)
-        ssel = promql.selector(lab.metric, [*matchers, f"{lab.query}=~{promql_string(pattern)}"])
+        ssel = sel(f"{lab.query}=~{promql_string(pattern)}")
         shaped = self._names_frame(
-            self.query(promql.names(ssel, cfg.windows.long, lab.source, lab.query), at)
+            self._ask(
+                lambda extra: promql.names(ssel(extra), cfg.windows.long, lab.source, lab.query),
+                at,
+                "long and odd names for shape scoring",
+            )
         )
 
         volume = self._volume(at)
@@ -258,6 +290,77 @@ class PrometheusSource:
             warnings=warnings,
         )
 
+    # -- splitting refused queries ---------------------------------------------------------------
+    def _ask(
+        self,
+        build: Callable[[list[str]], str],
+        at: float,
+        what: str,
+        span: tuple[float, float] | None = None,
+    ) -> list[dict[str, Any]]:
+        """One query; if Prometheus refuses it (too many samples, a timeout, a busy frontend),
+        the same query per part of the cluster (by scrape target, else by namespace), halving
+        parts until they pass. A part that never passes is named in the warnings; the rest of
+        the scan goes on."""
+        try:
+            return self._run(build([]), at, span)
+        except RefusedError as exc:
+            label, values, prefix = self._partitions(at)
+            if len(values) < 2:
+                self.warnings.append(f"{what}: not read, nothing to split it by ({exc})")
+                return []
+            self.warnings.append(
+                f"{what}: refused whole ({_short(exc)}); asked again per {label} "
+                f"({len(values)} parts)"
+            )
+        out: list[dict[str, Any]] = []
+        missing: list[str] = []
+        last = ""
+        todo = [values[: len(values) // 2], values[len(values) // 2 :]]
+        while todo:
+            part = todo.pop()
+            try:
+                out += self._run(build([_part_matcher(label, part, prefix)]), at, span)
+            except RefusedError as exc:
+                if len(part) == 1:
+                    missing.append(part[0])
+                    last = _short(exc)
+                else:
+                    todo += [part[: len(part) // 2], part[len(part) // 2 :]]
+        if missing:
+            shown = ", ".join(terminal_safe(m) for m in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            self.warnings.append(
+                f"{what}: MISSING for {label} {shown}{more} ({last}); findings there may be "
+                "missed: raise the server's limits or --timeout"
+            )
+        return out
+
+    def _run(self, expr: str, at: float, span: tuple[float, float] | None) -> list[dict[str, Any]]:
+        if span is None:
+            return self.query(expr, at)
+        return self.query_range(expr, span[0], at, span[1])
+
+    def _partitions(self, at: float) -> tuple[str, list[str], bool]:
+        """What to split by, found once per scan: scrape targets (`instance`, one per node's
+        agent), else the namespaces in the source label."""
+        if self._partition is None:
+            lab = self.cfg.labels
+            rows = self.query(f"count by (instance) ({lab.metric})", at)
+            instances = sorted({r["metric"].get("instance", "") for r in rows} - {""})
+            if len(instances) >= 2:
+                self._partition = ("instance", instances, False)
+            else:
+                label = lab.source[0]
+                rows = self.query(f"count by ({label}) ({lab.metric})", at)
+                values = {r["metric"].get(label, "") for r in rows}
+                if len(lab.source) == 1:  # ns/pod in one label: split by its namespace part
+                    spaces = sorted({v.split("/", 1)[0] for v in values if "/" in v})
+                    self._partition = (label, spaces, True)
+                else:
+                    self._partition = (label, sorted(values - {""}), False)
+        return self._partition
+
     def workload_names(self, source: str, at: float, seconds: float) -> pd.DataFrame:
         """Every name (cluster domain included) the pods of `source`'s workload queried in the
         span, per pod: what a DNS allowlist for the workload must keep allowed."""
@@ -269,32 +372,72 @@ class PrometheusSource:
         return frame[frame["source"].map(workload_of) == wanted].reset_index(drop=True)
 
     def _volume(self, at: float) -> pd.DataFrame:
-        """Queries per source per step. First the recent span for every source (cheap), then the
-        full baseline only for sources whose recent rate could reach volume.min_rate, together
-        with their workload's other pods (the baseline of a rolled-out pod)."""
-        cfg, lab = self.cfg, self.cfg.labels
+        """Queries per source per step. First the recent span for every source (cheap: a few
+        steps), then each busy source's median over the baseline as one instant query, and the
+        full baseline only for sources whose recent peak could be far above it, with their
+        workload's other pods (the baseline of a rolled-out pod). Cost follows what changed."""
+        cfg, lab, v = self.cfg, self.cfg.labels, self.cfg.volume
         step = cfg.windows.step
         # Volume counts all of a source's DNS, cluster domain included.
-        expr = promql.volume(lab.metric, step, lab.source)
-        recent = self._series(self.query_range(expr, at - cfg.volume.recent + step, at, step))
-        busy = {s for s, v in recent.items() if v.max() / step >= cfg.volume.min_rate}
-        if not busy:
-            return pd.DataFrame()
-        sel = promql.selector(lab.metric, self._workload_matchers(busy))
-        full = self._series(
-            self.query_range(
-                promql.volume(sel, step, lab.source), at - cfg.windows.baseline + step, at, step
+        recent = self._series(
+            self._ask(
+                lambda extra: promql.volume(promql.selector(lab.metric, extra), step, lab.source),
+                at,
+                "recent query volume",
+                (at - v.recent + step, step),
             )
         )
+        span = max(1, round(v.smoothing / step))
+        peaks = {
+            s: float(r.rolling(span, min_periods=1).mean().max()) / step for s, r in recent.items()
+        }
+        busy = {s for s, p in peaks.items() if p >= v.min_rate}
+        if not busy:
+            return pd.DataFrame()
+        medians: dict[str, float] = {}
+        past = cfg.windows.baseline - v.recent
+        if past >= step:
+            rows = self._ask(
+                lambda extra: promql.volume_median(
+                    promql.selector(lab.metric, extra), step, past, v.recent, lab.source
+                ),
+                at,
+                "median query volume",
+            )
+            medians = {self._source_of(r["metric"]): float(r["value"][1]) / step for r in rows}
+        # The detector needs peak >= ratio x median at least; half that leaves room for the
+        # baseline it computes differently (lifetime, workload pooling, incident trimming).
+        screen = 0.5 * v.ratio
+        candidates = sorted(
+            s
+            for s in busy
+            if s not in medians or peaks[s] >= v.new_source_rate or peaks[s] >= screen * medians[s]
+        )
+        full: dict[str, pd.Series] = {}
+        for i in range(0, len(candidates), self.BATCH):
+            wanted = self._workload_matchers(set(candidates[i : i + self.BATCH]))
+            rows = self._ask(
+                lambda extra, w=wanted: promql.volume(  # type: ignore[misc]
+                    promql.selector(lab.metric, [*w, *extra]), step, lab.source
+                ),
+                at,
+                "query volume history of busy sources",
+                (at - cfg.windows.baseline + step, step),
+            )
+            for src, series in self._series(rows).items():
+                full[src] = full[src].add(series, fill_value=0) if src in full else series
         return pd.DataFrame(full).sort_index() if full else pd.DataFrame()
 
     def _series(self, rows: list[dict[str, Any]]) -> dict[str, pd.Series]:
-        return {
-            self._source_of(r["metric"]): pd.Series(
+        out: dict[str, pd.Series] = {}
+        for r in rows:
+            src = self._source_of(r["metric"])
+            series = pd.Series(
                 [float(v) for _, v in r["values"]], index=[float(t) for t, _ in r["values"]]
             )
-            for r in rows
-        }
+            # Parts of a split query may each hold a piece of one source: add them.
+            out[src] = out[src].add(series, fill_value=0) if src in out else series
+        return out
 
     def _workload_matchers(self, sources: set[str]) -> list[str]:
         """Select every pod of these sources' workloads (`ns/app-<hash>-<id>` -> `ns/app-*`)."""
@@ -318,6 +461,17 @@ class PrometheusSource:
             promql.one_of(label, {p[i] for p in parts if len(p) == len(labels)})
             for i, label in enumerate(labels)
         ]
+
+
+def _part_matcher(label: str, values: list[str], prefix: bool) -> str:
+    if not prefix:
+        return promql.one_of(label, values)
+    alternatives = "|".join(sorted(regex_escape(v) for v in values))
+    return f"{label}=~{promql_string(f'(?s)(?:{alternatives})/.*')}"
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).split(": ", 1)[-1][:160]
 
 
 def _api_error(raw: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from watcher.duration import promql_duration
@@ -31,9 +32,20 @@ def base_matchers(
     return out
 
 
-def under_zone(query_label: str, zone: str) -> str:
-    pattern = r"(?s)(?:.+\.)?" + regex_escape(zone) + r"\.?"
+def under_zones(query_label: str, zones: Iterable[str]) -> str:
+    """Names under any of these zones: one grouped fetch instead of a query per zone."""
+    alternatives = "|".join(sorted({regex_escape(z) for z in zones}))
+    pattern = r"(?s)(?:.+\.)?(?:" + alternatives + r")\.?"
     return f"{query_label}=~{promql_string(pattern)}"
+
+
+_ZONE = re.compile(ZONE_REGEX)
+
+
+def zone_of(name: str) -> str:
+    """The zone ZONE_REGEX gives a name in PromQL, computed here to sort a grouped fetch."""
+    m = _ZONE.fullmatch(name)
+    return m.group(1) if m else ""
 
 
 def one_of(label: str, values: Iterable[str]) -> str:
@@ -81,5 +93,17 @@ def names(sel: str, seconds: float, source_labels: list[str], query_label: str) 
 
 
 def volume(sel: str, step: float, source_labels: list[str]) -> str:
-    """Queries per source per step: evaluate as a range query with this step."""
-    return f"sum by ({by(source_labels)}) ({activity(sel, step)})"
+    """Queries per source per step (evaluate as a range query with this step). increase() handles
+    agent restarts; a name's very first query is not in it (the burst detector counts those), so
+    the per-step set operations of activity() are not paid over every series of a big cluster."""
+    return f"sum by ({by(source_labels)}) (increase({sel}[{promql_duration(step)}]))"
+
+
+def volume_median(sel: str, step: float, span: float, offset: float, labels: list[str]) -> str:
+    """Each source's median queries per step over `span` ending `offset` before the scan, as one
+    instant query: the cheap screen that picks which sources' whole history is worth fetching."""
+    inner = volume(sel, step, labels)
+    return (
+        f"quantile_over_time(0.5, ({inner})[{promql_duration(span)}:{promql_duration(step)}] "
+        f"offset {promql_duration(offset)})"
+    )
