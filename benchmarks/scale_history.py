@@ -79,19 +79,37 @@ def build(series: int, hours: float, seed: int) -> tuple[list[PodSpec], dict[str
         p.services = [f"svc{(i + k) % 50}.{ns}.svc.{CLUSTER}" for k in range(2)]
         p.outside = [outside_pool[j] for j in rng.choice(len(outside_pool), 4, replace=False)]
         for _ in range(int(rng.poisson(1.5))):
-            p.once.append((int(rng.integers(0, minutes)), f"t{_token(rng, 10)}.cdn.example.net", "A"))
+            p.once.append(
+                (int(rng.integers(0, minutes)), f"t{_token(rng, 10)}.cdn.example.net", "A")
+            )
         pods.append(p)
     # A rollout: 8% of pods replaced by new pods of the same workload at a random minute.
     for p in list(pods[: pods_n * 8 // 100]):
         at = int(rng.integers(minutes // 4, minutes - 30))
         p.end = at
-        new = PodSpec(p.ns, f"{p.name.rsplit('-', 2)[0]}-{_token(rng, 9)}-{_token(rng, 5)}",
-                      p.node, at, minutes, p.rate, p.services, p.outside)
+        new = PodSpec(
+            p.ns,
+            f"{p.name.rsplit('-', 2)[0]}-{_token(rng, 9)}-{_token(rng, 5)}",
+            p.node,
+            at,
+            minutes,
+            p.rate,
+            p.services,
+            p.outside,
+        )
         pods.append(new)
     incidents: dict[str, object] = {}
     # A fast tunnel: ~30 unique base32 names a minute for 10 minutes, from a new worker pod.
-    tunnel = PodSpec("default", f"worker-{_token(rng, 9)}-{_token(rng, 5)}", 1, minutes - 40,
-                     minutes, 20.0, ["svc0.default.svc.cluster.local"], [outside_pool[0]])
+    tunnel = PodSpec(
+        "default",
+        f"worker-{_token(rng, 9)}-{_token(rng, 5)}",
+        1,
+        minutes - 40,
+        minutes,
+        20.0,
+        ["svc0.default.svc.cluster.local"],
+        [outside_pool[0]],
+    )
     enc = ENCODERS["base32"]
     seq = 0
     for m in range(minutes - 12, minutes - 2):
@@ -110,8 +128,13 @@ def build(series: int, hours: float, seed: int) -> tuple[list[PodSpec], dict[str
     flooder = pods[pods_n // 2 + 1]
     flooder.factor = (minutes - 15, minutes, 40.0)
     incidents["flood"] = {"source": flooder.source, "domain": None}
-    meta = {"minutes": minutes, "pods": len(pods), "nodes": nodes, "incidents": incidents,
-            "restart": {"node": 3, "minute": minutes // 2}}
+    meta = {
+        "minutes": minutes,
+        "pods": len(pods),
+        "nodes": nodes,
+        "incidents": incidents,
+        "restart": {"node": 3, "minute": minutes // 2},
+    }
     return pods, meta, minutes
 
 
@@ -119,7 +142,9 @@ def _esc(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def write(path: Path, series: int, hours: float = 7.0, seed: int = 3, end: int | None = None) -> dict:
+def write(
+    path: Path, series: int, hours: float = 7.0, seed: int = 3, end: int | None = None
+) -> dict:
     """Write the OpenMetrics history (series by series) and its metadata; returns the metadata."""
     pods, meta, minutes = build(series, hours, seed)
     rng = np.random.default_rng(seed + 1)
@@ -179,8 +204,9 @@ def write(path: Path, series: int, hours: float = 7.0, seed: int = 3, end: int |
                 n_series += 1
                 samples += len(vals)
         out.write("# EOF\n")
-    meta.update({"series_written": n_series, "samples": samples, "start": start, "end": end,
-                 "at": end})
+    meta.update(
+        {"series_written": n_series, "samples": samples, "start": start, "end": end, "at": end}
+    )
     Path(str(path) + ".json").write_text(json.dumps(meta, indent=2))
     return meta
 

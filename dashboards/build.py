@@ -66,7 +66,7 @@ def dashboard() -> dict[str, Any]:
             "timeseries",
             (0, 0, 12, 8),
             [target(f"topk(10, source:hubble_dns_queries:rate5m{{{SEL}}})", "{{source}}")],
-            "Queries/s per source pod, first queries of new names included "
+            "Queries/s per source pod (rate(); a name's very first query is in the names panels) "
             "(recording rule source:hubble_dns_queries:rate5m).",
             unit="reqps",
         ),

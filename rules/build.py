@@ -8,7 +8,8 @@
 Shipped files link runbooks as `docs/runbooks/<Alert>.md`, the path in this repository: no
 address is made up for you. Set the base where your team reads the docs.
 
-The rules reuse the watcher's activity rule (first increments counted, persisting series not),
+The rules reuse the watcher's activity rule (first increments counted, persisting series not) in
+its instant-comparison form (no range selectors: cheap every minute on a big cluster),
 its cluster-domain matcher and its default allowlist, so the alerts and the watcher agree on what
 "names queried" means and on what is never a channel.
 """
@@ -44,7 +45,7 @@ def _allowlisted_zones() -> str:
 
 def _names_expr(by: str) -> str:
     sel = promql.selector(METRIC, promql.base_matchers("query", "cluster.local", PRIVATE_USE_TLDS))
-    act = promql.activity(sel, 600)
+    act = promql.activity_now(sel, 600)
     if "zone" in by:
         act = f'label_replace({act}, "zone", "$1", "query", {promql_string(ZONE_REGEX)})'
     return f"count by ({by}) (count by ({by}, query) ({act}))"
@@ -54,7 +55,7 @@ def rules(docs_url: str = DOCS_URL) -> dict[str, Any]:
     rate = "source:hubble_dns_queries:rate5m"
     past = f"{rate}[1d] offset 30m"
     recording = [
-        {"record": rate, "expr": f"sum by (source) ({promql.activity(METRIC, 300)}) / 300"},
+        {"record": rate, "expr": f"sum by (source) (rate({METRIC}[5m]))"},
         {"record": "source:hubble_dns_names_queried:count10m", "expr": _names_expr("source")},
         {
             "record": "source_zone:hubble_dns_names_queried:count10m",

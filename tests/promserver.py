@@ -39,6 +39,7 @@ class PrometheusServer:
         """`scrape`: job name -> host:port, scraped every second (honor_labels, as for a
         Pushgateway)."""
         self.workdir = workdir
+        self.flags: list[str] = []  # extra command-line flags (limits), set before start()
         self.data = workdir / "data"
         self.data.mkdir(parents=True, exist_ok=True)
         if history is not None:
@@ -69,6 +70,7 @@ class PrometheusServer:
                 f"--storage.tsdb.path={self.data}",
                 "--storage.tsdb.retention.time=100y",
                 f"--web.listen-address=127.0.0.1:{self.port}",
+                *self.flags,
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,

@@ -306,11 +306,12 @@ class PrometheusSource:
             return self._run(build([]), at, span)
         except RefusedError as exc:
             label, values, prefix = self._partitions(at)
+            unit = "namespace" if prefix or label.endswith("namespace") else label
             if len(values) < 2:
                 self.warnings.append(f"{what}: not read, nothing to split it by ({exc})")
                 return []
             self.warnings.append(
-                f"{what}: refused whole ({_short(exc)}); asked again per {label} "
+                f"{what}: refused whole ({_short(exc)}); asked again per {unit} "
                 f"({len(values)} parts)"
             )
         out: list[dict[str, Any]] = []
@@ -331,7 +332,7 @@ class PrometheusSource:
             shown = ", ".join(terminal_safe(m) for m in missing[:5])
             more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
             self.warnings.append(
-                f"{what}: MISSING for {label} {shown}{more} ({last}); findings there may be "
+                f"{what}: MISSING for {unit} {shown}{more} ({last}); findings there may be "
                 "missed: raise the server's limits or --timeout"
             )
         return out

@@ -70,6 +70,18 @@ def activity(sel: str, seconds: float) -> str:
     )
 
 
+def activity_now(sel: str, seconds: float) -> str:
+    """activity() from instant comparisons only (no range selectors): series new since the
+    window began, grown in it, or restarted (reset) in it. Cheap enough to evaluate every minute
+    as a recording rule; rules run while a pod lives, so a pod deleted before a one-off scan (what
+    activity()'s range selectors are for) is no concern there."""
+    w = promql_duration(seconds)
+    return (
+        f"(({sel} unless {sel} offset {w}) or ({sel} - {sel} offset {w} > 0)"
+        f" or ({sel} < {sel} offset {w}))"
+    )
+
+
 def by(labels: Iterable[str]) -> str:
     return ", ".join(labels)
 

@@ -1,0 +1,286 @@
+"""Scan cost at cluster scale against Prometheus's own floor: a table and JSON (issue 9).
+
+    python benchmarks/bench_scale.py [--sizes 30000,100000,300000] [--file-max 100000]
+
+For each N (series written), in one run: write the history (benchmarks/scale_history.py: 7 h at a
+60 s scrape, thousands of pods on tens of nodes, search-path expansions, one-off names, a rollout,
+an agent restart, a fast tunnel, a slow leak and a flood), backfill it with promtool, start a
+real Prometheus on 127.0.0.1, then measure:
+  floor    Prometheus's own time for the minimal aggregate queries a scan needs (FLOOR below);
+  watcher  `dnswatch scan --format json` as a child process: wall time, peak RSS, time waiting on
+           HTTP, incidents found, other alerts;
+  naive    prometheus-api-client range data of every series over the 6 h window into pandas,
+           then groupby (what a user would write first), as a child with a time limit;
+  rules    each shipped recording rule evaluated once at the scan time (seconds per evaluation;
+           the group runs every minute);
+  file     `dnswatch scan --metrics-file` on the same history, for N <= --file-max;
+and Prometheus's peak RSS. Quote ratios within a run: absolute times drift between machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import scale_history  # noqa: E402
+from tests.promserver import PrometheusServer, require  # noqa: E402
+
+M = "hubble_dns_queries_total"
+X = M + r'{query!="",query!~"(?s)(?:.*\\.)?cluster\\.local\\.?"}'
+ZONE = r'"zone", "$1", "query", "(?s)(?:.*\\.)?([^.]+\\.[^.]+)\\.?"'
+# The least a scan can ask: distinct names per (source, zone) over 10 min and 6 h as instant
+# comparisons (new series, or grown since the window began), and per-source rates over the prior
+# day as one range query at a 5 min step.
+FLOOR: dict[str, tuple[str, tuple[int, int] | None]] = {
+    f"zone counts {w}": (
+        f"count by (source, zone) (count by (source, zone, query) (label_replace("
+        f"({X} unless {X} offset {w}) or ({X} - {X} offset {w} > 0), {ZONE})))",
+        None,
+    )
+    for w in ("10m", "6h")
+}
+FLOOR["source rates 24h"] = (f"sum by (source) (rate({M}[5m]))", (86400, 300))
+
+# The child reports its own peak (VmHWM) and the seconds it spent inside HTTP calls.
+WATCHER = """
+import atexit, sys, time
+from watcher.sources import prometheus as P
+spent = [0.0]
+call = P.PrometheusSource._call
+def timed(self, *a, **k):
+    t = time.perf_counter()
+    try:
+        return call(self, *a, **k)
+    finally:
+        spent[0] += time.perf_counter() - t
+P.PrometheusSource._call = timed
+def report():
+    hwm = next(x for x in open('/proc/self/status') if x.startswith('VmHWM'))
+    sys.stderr.write(f"HTTP {spent[0]:.3f}\\n{hwm}")
+atexit.register(report)
+from watcher.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+NAIVE = """
+import atexit, sys
+import pandas as pd
+from prometheus_api_client import MetricRangeDataFrame, PrometheusConnect
+atexit.register(lambda: sys.stderr.write(next(x for x in open('/proc/self/status')
+    if x.startswith('VmHWM'))))
+url, at = sys.argv[1], float(sys.argv[2])
+from datetime import datetime, UTC
+prom = PrometheusConnect(url, disable_ssl=True, timeout=3600)
+data = prom.custom_query_range('hubble_dns_queries_total{query!=""}',
+    start_time=datetime.fromtimestamp(at - 21600, UTC), end_time=datetime.fromtimestamp(at, UTC),
+    step='60s')
+df = MetricRangeDataFrame(data)
+df = df[~df['query'].str.endswith('cluster.local.')]
+df['zone'] = df['query'].str.rstrip('.').str.split('.').str[-2:].str.join('.')
+active = df.groupby(['source', 'query'])['value'].agg(lambda v: v.astype(float).max() -
+    v.astype(float).min() > 0 or len(v) < 360)
+zones = active[active].reset_index()
+zones['zone'] = zones['query'].str.rstrip('.').str.split('.').str[-2:].str.join('.')
+print(len(zones.groupby(['source', 'zone'])['query'].nunique()))
+"""
+
+
+def child(code: str, args: list[str], limit: float, memory_gb: float = 0) -> dict[str, Any]:
+    def cap() -> None:  # the naive way can outgrow the machine: stop it at memory_gb
+        if memory_gb:
+            size = int(memory_gb * 2**30)
+            resource.setrlimit(resource.RLIMIT_AS, (size, size))
+
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=limit,
+            check=False,
+            preexec_fn=cap,
+        )
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "wall_s": round(limit, 1), "error": f"over {limit:.0f}s, stopped"}
+    wall = time.perf_counter() - start
+    hwm = [x for x in proc.stderr.splitlines() if x.startswith("VmHWM")]
+    http = [x for x in proc.stderr.splitlines() if x.startswith("HTTP ")]
+    out: dict[str, Any] = {
+        "ok": proc.returncode in (0, 1),
+        "wall_s": round(wall, 2),
+        "rss_mib": round(int(hwm[-1].split()[1]) / 1024, 1) if hwm else None,
+        "stdout": proc.stdout,
+    }
+    if http:
+        out["http_s"] = round(float(http[-1].split()[1]), 2)
+    if not out["ok"]:
+        lines = [x for x in proc.stderr.splitlines() if x and not x.startswith(("VmHWM", "HTTP"))]
+        out["error"] = (lines[-1] if lines else f"exit {proc.returncode}")[:200]
+    return out
+
+
+def timed_query(url: str, expr: str, at: float, span: tuple[int, int] | None) -> float:
+    start = time.perf_counter()
+    if span is None:
+        r = requests.post(f"{url}/api/v1/query", data={"query": expr, "time": at}, timeout=3600)
+    else:
+        r = requests.post(
+            f"{url}/api/v1/query_range",
+            data={"query": expr, "start": at - span[0], "end": at, "step": span[1]},
+            timeout=3600,
+        )
+    r.raise_for_status()
+    return time.perf_counter() - start
+
+
+def judge(findings: list[dict[str, Any]], incidents: dict[str, Any]) -> tuple[list[str], int]:
+    alerts = [f for f in findings if f["severity"] != "info"]
+    found, matched = [], set()
+    for name, inc in incidents.items():
+        hits = [
+            i
+            for i, f in enumerate(alerts)
+            if f["source"] == inc["source"] and f["domain"] == inc["domain"]
+        ]
+        if hits:
+            found.append(name)
+        matched.update(hits)
+        # Other kinds on an incident's own source and domain are the same incident.
+        matched.update(
+            i
+            for i, f in enumerate(alerts)
+            if f["source"] == inc["source"]
+            and (inc["domain"] is None or f["domain"] == inc["domain"])
+        )
+    return found, len(alerts) - len(matched)
+
+
+def measure(n: int, work: Path, file_max: int, naive_limit: float) -> dict[str, Any]:
+    hist = work / "history.om"
+    t0 = time.perf_counter()
+    meta = scale_history.write(hist, n)
+    write_s = time.perf_counter() - t0
+    data = work / "data"
+    t0 = time.perf_counter()
+    subprocess.run(
+        [require("promtool"), "tsdb", "create-blocks-from", "openmetrics", str(hist), str(data)],
+        check=True,
+        capture_output=True,
+    )
+    backfill_s = time.perf_counter() - t0
+    at = float(meta["at"])
+    row: dict[str, Any] = {
+        "series": meta["series_written"],
+        "pods": meta["pods"],
+        "samples": meta["samples"],
+        "history_gb": round(hist.stat().st_size / 1e9, 2),
+        "write_s": round(write_s, 1),
+        "backfill_s": round(backfill_s, 1),
+    }
+    server = PrometheusServer(work, None)
+    try:
+        for expr, span in FLOOR.values():  # warm the caches once, as for every measurement
+            timed_query(server.url, expr, at, span)
+        floor = {k: timed_query(server.url, e, at, s) for k, (e, s) in FLOOR.items()}
+        row["floor_s"] = round(sum(floor.values()), 2)
+        row["floor_parts_s"] = {k: round(v, 2) for k, v in floor.items()}
+        scan = ["scan", "--prometheus-url", server.url, "--at", str(int(at)), "--format", "json"]
+        child(WATCHER, scan, 1800)  # warm
+        w = child(WATCHER, scan, 1800)
+        row["watcher_s"] = w["wall_s"]
+        row["watcher_rss_mib"] = w.get("rss_mib")
+        row["watcher_http_s"] = w.get("http_s")
+        row["watcher_vs_floor"] = round(w["wall_s"] / row["floor_s"], 2)
+        if w["ok"]:
+            report = json.loads(w["stdout"])
+            found, other = judge(report["findings"], meta["incidents"])
+            row["incidents_found"] = f"{len(found)}/{len(meta['incidents'])}"
+            row["other_alerts"] = other
+            row["warnings"] = len(report["warnings"])
+        else:
+            row["watcher_error"] = w.get("error")
+        rules = yaml.safe_load((ROOT / "rules" / "hubble-dns.rules.yml").read_text())
+        recording = [r for g in rules["groups"] for r in g["rules"] if "record" in r]
+        per_rule = {r["record"]: timed_query(server.url, r["expr"], at, None) for r in recording}
+        row["rules_eval_s_per_min"] = round(sum(per_rule.values()), 2)
+        row["rules_parts_s"] = {k: round(v, 2) for k, v in per_rule.items()}
+        nv = child(NAIVE, [server.url, str(at)], naive_limit, memory_gb=12)
+        row["naive_s"] = nv["wall_s"] if nv["ok"] else None
+        row["naive_rss_mib"] = nv.get("rss_mib")
+        if not nv["ok"]:
+            row["naive_error"] = nv.get("error")
+        status = Path(f"/proc/{server.proc.pid}/status").read_text()
+        hwm = next(x for x in status.splitlines() if x.startswith("VmHWM"))
+        row["prometheus_rss_mib"] = round(int(hwm.split()[1]) / 1024, 1)
+    finally:
+        server.stop()
+    if meta["series_written"] <= file_max:
+        f = child(WATCHER, ["scan", "--metrics-file", str(hist), "--format", "json"], 3600)
+        row["file_s"] = f["wall_s"]
+        row["file_rss_mib"] = f.get("rss_mib")
+        if f["ok"]:
+            found, other = judge(json.loads(f["stdout"])["findings"], meta["incidents"])
+            row["file_incidents_found"] = f"{len(found)}/{len(meta['incidents'])}"
+    return row
+
+
+COLUMNS = [
+    "series",
+    "pods",
+    "samples",
+    "floor_s",
+    "watcher_s",
+    "watcher_vs_floor",
+    "watcher_http_s",
+    "watcher_rss_mib",
+    "incidents_found",
+    "other_alerts",
+    "naive_s",
+    "naive_rss_mib",
+    "prometheus_rss_mib",
+    "rules_eval_s_per_min",
+    "file_s",
+    "file_rss_mib",
+]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="30000,100000,300000", help="series to write per row")
+    ap.add_argument("--file-max", type=int, default=110000, help="metrics-file scan up to N")
+    ap.add_argument("--naive-limit", type=float, default=900, help="seconds for the naive way")
+    ap.add_argument("--workdir", default=None, help="where histories go (GBs; default /tmp)")
+    ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "bench_scale.json"))
+    args = ap.parse_args()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
+    rows = []
+    for n in [int(s) for s in args.sizes.split(",")]:
+        with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+            rows.append(measure(n, Path(tmp), args.file_max, args.naive_limit))
+        print(f"done: {json.dumps(rows[-1])}", file=sys.stderr, flush=True)
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    cells = [[str(r.get(c, "")) for c in COLUMNS] for r in rows]
+    widths = [max(len(c), *(len(x[i]) for x in cells)) for i, c in enumerate(COLUMNS)]
+    print("  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True)))
+    for x in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(x, widths, strict=True)))
+
+
+if __name__ == "__main__":
+    main()
