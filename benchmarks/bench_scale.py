@@ -267,7 +267,8 @@ def main() -> None:
     ap.add_argument("--workdir", default=None, help="where histories go (GBs; default /tmp)")
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "bench_scale.json"))
     args = ap.parse_args()
-    resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # Prometheus opens many blocks
     rows = []
     for n in [int(s) for s in args.sizes.split(",")]:
         with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:

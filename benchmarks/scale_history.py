@@ -200,7 +200,11 @@ def write(
                 )
                 idx = np.nonzero(present)[0]
                 vals = values[idx].tolist()
-                out.write("".join([head + str(v) + stamps[m] for v, m in zip(vals, idx.tolist())]))
+                out.write(
+                    "".join(
+                        [head + str(v) + stamps[m] for v, m in zip(vals, idx.tolist(), strict=True)]
+                    )
+                )
                 n_series += 1
                 samples += len(vals)
         out.write("# EOF\n")

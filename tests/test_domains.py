@@ -41,22 +41,28 @@ def test_rules() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "expected"),
+    ("name", "shaped", "ignored"),
     [
-        ("4.3.2.1.zen.spamhaus.org.", True),
-        ("4.3.2.1.bl.unknown-dnsbl.example.", True),
-        ("1.0.0.127.dnsbl.example.net.", True),
-        (".".join("0123456789abcdef0123456789abcdef") + ".rbl.example.", True),
-        ("300.3.2.1.zen.example.", False),
-        ("a.56178.tunnel.example.org.", False),
-        ("1.2.3.example.com.", False),
+        ("4.3.2.1.zen.spamhaus.org.", True, True),
+        ("4.3.2.1.bl.unknown-dnsbl.example.", True, True),
+        ("1.0.0.127.dnsbl.example.net.", True, True),
+        ("9.8.7.6.rbl.mail-filter.example.", True, True),
+        (".".join("0123456789abcdef0123456789abcdef") + ".rbl.example.", True, True),
+        # The same shape under a zone that answers no address lookups: a payload in octets.
+        ("12.45.200.7.octets.attacker.example.", True, False),
+        ("12.45.200.7.cdn-sync.example.", True, False),
+        ("300.3.2.1.zen.example.", False, False),
+        ("a.56178.tunnel.example.org.", False, False),
+        ("1.2.3.example.com.", False, False),
     ],
 )
-def test_address_lookups(name: str, expected: bool) -> None:
+def test_address_lookups_are_exempt_only_in_zones_that_answer_them(
+    name: str, shaped: bool, ignored: bool
+) -> None:
     from watcher.domains import is_address_lookup
 
-    assert is_address_lookup(name) is expected
-    assert DomainRules.build("cluster.local").ignores(name) is expected
+    assert is_address_lookup(name) is shaped
+    assert DomainRules.build("cluster.local", use_defaults=False).ignores(name) is ignored
 
 
 def test_names_under_private_use_tlds_never_reach_an_attacker_and_are_ignored() -> None:

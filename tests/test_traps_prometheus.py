@@ -34,6 +34,7 @@ def _scan(prom: PrometheusServer, at: int, *extra: str) -> dict:
         "three encoded names repeated 43 times",
         "dnscapy-like numeric tunnel",
         "DNSExfiltrator-like tunnel",
+        "dotted-octet payload under an unknown zone",
         "volume flood",
     ],
 )
@@ -166,12 +167,14 @@ def test_dns_as_data_lookalikes_are_allowlisted_by_default(
     bare = _scan(backend, at, "--config", str(cfg))
     domains = {f["domain"] for f in alerts(bare) if f["source"].startswith("security/")}
     assert {"mcafee.com", "e5.sk"} <= domains
-    # Without the list, the address-lookup shape alone still recognises McAfee's GTI queries
-    # (they start with four small numbers), though not ESET's hash lookups.
+    # Without the list, the address shape is exempt only in zones that answer address lookups:
+    # the mail filter's DNSBL (zen.spamhaus.org) and reverse lookups pass; McAfee's GTI names
+    # start with octets too, but under avqs.mcafee.com they are judged like any name (dotted
+    # octets are also a payload encoding, issue 12): the list is what keeps them quiet.
     cfg.write_text("allowlist:\n  use_defaults: false\n")
-    shape_only = _scan(backend, at, "--config", str(cfg))
-    domains = {f["domain"] for f in alerts(shape_only) if f["source"].startswith("security/")}
-    assert "mcafee.com" not in domains and "e5.sk" in domains
+    shape_only = alerts(_scan(backend, at, "--config", str(cfg)))
+    assert not [f for f in shape_only if f["source"].startswith("security/mail-filter")]
+    assert {"mcafee.com", "e5.sk"} <= {f["domain"] for f in shape_only}
 
 
 def test_ip_named_hosts_under_a_private_use_tld_are_never_a_channel(

@@ -195,8 +195,10 @@ class AllowlistConfig(_Section):
     address_lookups: bool = Field(
         True,
         description=(
-            "Ignore names that start with a reversed IPv4 address or IPv6 nibbles: how every "
-            "DNSBL and reputation service asks about an address, listed above or not."
+            "Ignore names that start with a reversed IPv4 address or IPv6 nibbles in a zone that "
+            "says it answers such lookups (reverse zones; labels like zen, bl, dnsbl, rbl, "
+            "reputation): how DNSBLs ask, listed above or not. Under any other zone dotted "
+            "octets are judged like every name (a payload can be written that way)."
         ),
     )
     sources: list[str] = Field(

@@ -102,13 +102,43 @@ _OCTET = re.compile(r"^(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$")
 _NIBBLE = re.compile(r"^[0-9a-f]$")
 
 
-def is_address_lookup(name: str) -> bool:
-    """A reversed IPv4 address (`4.3.2.1.zen.example.`) or 32 IPv6 nibbles before the zone: how
-    every DNSBL and reputation service asks about an address, listed or not."""
-    labels = normalize(name).split(".")
+def _address_labels(labels: list[str]) -> int:
+    """How many leading labels spell an address: 4 (IPv4 octets), 32 (IPv6 nibbles) or 0."""
     if len(labels) >= 6 and all(_OCTET.match(x) for x in labels[:4]):
-        return True
-    return len(labels) >= 34 and all(_NIBBLE.match(x) for x in labels[:32])
+        return 4
+    if len(labels) >= 34 and all(_NIBBLE.match(x) for x in labels[:32]):
+        return 32
+    return 0
+
+
+def is_address_lookup(name: str) -> bool:
+    """A reversed IPv4 address (`4.3.2.1.zen.example.`) or 32 IPv6 nibbles before the zone: the
+    shape of every DNSBL and reputation query, and of a payload written as dotted octets."""
+    return _address_labels(normalize(name).split(".")) > 0
+
+
+# Labels by which a zone says it answers address lookups: reverse zones and the words DNSBL and
+# reputation services name their zones with (`zen`, `bl`, `dnsbl`, `rbl`, ...).
+REPUTATION_LABELS = frozenset(
+    "in-addr ip6 bl dnsbl rbl rhsbl uribl surbl zen sbl xbl pbl dbl cbl psbl ubl wl dnswl "
+    "bls blacklist blocklist denylist whitelist allowlist reputation rep score".split()
+)
+_REPUTATION_PARTS = ("dnsbl", "rbl", "blacklist", "blocklist", "reputation")
+
+
+def is_reputation_lookup(name: str) -> bool:
+    """An address lookup in a zone that says it answers them (a reverse zone, or one whose labels
+    name a blocklist or reputation service). The same address shape under any other zone is
+    judged like every name: dotted octets are a payload encoding too."""
+    labels = normalize(name).split(".")
+    n = _address_labels(labels)
+    if not n:
+        return False
+    zone = labels[n:]
+    return any(
+        label in REPUTATION_LABELS or any(part in label for part in _REPUTATION_PARTS)
+        for label in zone
+    )
 
 
 @dataclass(frozen=True)
@@ -156,7 +186,7 @@ class DomainRules:
             self.is_cluster(name)
             or self.is_private_use(name)
             or self.is_allowlisted(name)
-            or (self.address_lookups and is_address_lookup(name))
+            or (self.address_lookups and is_reputation_lookup(name))
         )
 
     def ignores_source(self, source: str) -> bool:

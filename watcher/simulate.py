@@ -92,6 +92,10 @@ def _enc_b64url(rng: np.random.Generator, i: int) -> str:  # DNSExfiltrator-styl
     return f"{i}.{_chunks(base64.urlsafe_b64encode(raw).decode().rstrip('=').lower(), 60)}"
 
 
+def _enc_octets(rng: np.random.Generator, i: int) -> str:  # payload as dotted IPv4 octets
+    return ".".join(str(b) for b in rng.bytes(4))
+
+
 # 256 short English words: one byte per word, a low-entropy encoding no shape score flags.
 WORDS_TEXT = """
 able acid aged also area army away baby back ball band bank base bath bear beat been
@@ -135,6 +139,7 @@ ENCODERS: dict[str, Callable[[np.random.Generator, int], str]] = {
     "hex": _enc_hex,
     "numeric": _enc_numeric,
     "base64url": _enc_b64url,
+    "octets": _enc_octets,
 }
 
 
@@ -342,6 +347,7 @@ def add_incident(
             "numeric": "A",
             "base64url": "TXT",
             "words": "A",
+            "octets": "A",
         }[encoding]
         if kind == "few_names":
             fixed = [f"{enc(rng, i)}.{domain}" for i in range(3)]
