@@ -120,8 +120,35 @@ def is_address_lookup(name: str) -> bool:
 # Labels by which a zone says it answers address lookups: reverse zones and the words DNSBL and
 # reputation services name their zones with (`zen`, `bl`, `dnsbl`, `rbl`, ...).
 REPUTATION_LABELS = frozenset(
-    "in-addr ip6 bl dnsbl rbl rhsbl uribl surbl zen sbl xbl pbl dbl cbl psbl ubl wl dnswl "
-    "bls blacklist blocklist denylist whitelist allowlist reputation rep score".split()
+    [
+        "in-addr",
+        "ip6",
+        "bl",
+        "dnsbl",
+        "rbl",
+        "rhsbl",
+        "uribl",
+        "surbl",
+        "zen",
+        "sbl",
+        "xbl",
+        "pbl",
+        "dbl",
+        "cbl",
+        "psbl",
+        "ubl",
+        "wl",
+        "dnswl",
+        "bls",
+        "blacklist",
+        "blocklist",
+        "denylist",
+        "whitelist",
+        "allowlist",
+        "reputation",
+        "rep",
+        "score",
+    ]
 )
 _REPUTATION_PARTS = ("dnsbl", "rbl", "blacklist", "blocklist", "reputation")
 

@@ -374,7 +374,7 @@ class PrometheusSource:
 
     def _volume(self, at: float) -> pd.DataFrame:
         """Queries per source per step. First the recent span for every source (cheap: a few
-        steps), then each busy source's median over the baseline as one instant query, and the
+        steps), then each busy source's past median (30-min steps) as one instant query, and the
         full baseline only for sources whose recent peak could be far above it, with their
         workload's other pods (the baseline of a rolled-out pod). Cost follows what changed."""
         cfg, lab, v = self.cfg, self.cfg.labels, self.cfg.volume
@@ -397,22 +397,25 @@ class PrometheusSource:
             return pd.DataFrame()
         medians: dict[str, float] = {}
         past = cfg.windows.baseline - v.recent
-        if past >= step:
+        if past >= SCREEN_STEP:
             rows = self._ask(
                 lambda extra: promql.volume_median(
-                    promql.selector(lab.metric, extra), step, past, v.recent, lab.source
+                    promql.selector(lab.metric, extra), SCREEN_STEP, past, v.recent, lab.source
                 ),
                 at,
-                "median query volume",
+                "past query volume",
             )
-            medians = {self._source_of(r["metric"]): float(r["value"][1]) / step for r in rows}
-        # The detector needs peak >= ratio x median at least; half that leaves room for the
-        # baseline it computes differently (lifetime, workload pooling, incident trimming).
-        screen = 0.5 * v.ratio
+            medians = {
+                self._source_of(r["metric"]): float(r["value"][1]) / SCREEN_STEP for r in rows
+            }
+        # The detector alerts only above twice the baseline's 99th percentile of 5-min rates
+        # (peak_factor), which is at least the median of its 30-min rates: a peak under 1.5x
+        # that median can never alert. New sources (no past) and any source over
+        # new_source_rate are always fetched.
         candidates = sorted(
             s
             for s in busy
-            if s not in medians or peaks[s] >= v.new_source_rate or peaks[s] >= screen * medians[s]
+            if s not in medians or peaks[s] >= v.new_source_rate or peaks[s] >= SCREEN * medians[s]
         )
         full: dict[str, pd.Series] = {}
         for i in range(0, len(candidates), self.BATCH):
@@ -462,6 +465,10 @@ class PrometheusSource:
             promql.one_of(label, {p[i] for p in parts if len(p) == len(labels)})
             for i, label in enumerate(labels)
         ]
+
+
+SCREEN = 1.5  # see _volume: below this many times its past median a source cannot alert
+SCREEN_STEP = 1800.0  # the screen's step: coarse, so one pass costs little per step
 
 
 def _part_matcher(label: str, values: list[str], prefix: bool) -> str:

@@ -112,9 +112,10 @@ def volume(sel: str, step: float, source_labels: list[str]) -> str:
 
 
 def volume_median(sel: str, step: float, span: float, offset: float, labels: list[str]) -> str:
-    """Each source's median queries per step over `span` ending `offset` before the scan, as one
-    instant query: the cheap screen that picks which sources' whole history is worth fetching."""
-    inner = volume(sel, step, labels)
+    """Each source's median queries per `step` over `span` ending `offset` before the scan, as one
+    instant query: the cheap screen that picks which sources' whole history is worth fetching
+    (a coarse step keeps the per-step work small)."""
+    inner = f"sum by ({by(labels)}) (increase({sel}[{promql_duration(step)}]))"
     return (
         f"quantile_over_time(0.5, ({inner})[{promql_duration(span)}:{promql_duration(step)}] "
         f"offset {promql_duration(offset)})"
