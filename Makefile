@@ -7,7 +7,7 @@ PYTHON = $(VENV)/bin/python
 DNSWATCH = $(PYTHON) -m watcher.cli
 STAMP = $(VENV)/.installed
 
-.PHONY: install demo test lint generate bench train-flow-model
+.PHONY: install demo test lint generate bench bench-scale train-flow-model
 
 install: $(STAMP)
 
@@ -51,3 +51,7 @@ bench: install
 	bash scripts/install-test-deps.sh
 	$(PYTHON) benchmarks/bench_scan.py
 	$(PYTHON) benchmarks/bench_flows.py
+
+bench-scale: install
+	bash scripts/install-test-deps.sh
+	$(PYTHON) benchmarks/bench_scale.py --sizes 30000,100000
