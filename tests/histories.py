@@ -81,18 +81,6 @@ def composite(seed: int = 11) -> Composite:
         encoding="base64url",
     )
     comp.incidents["DNSExfiltrator-like tunnel"] = (src, "dnsexf-e.example", 158)
-    # A payload written as dotted IPv4 octets under a zone that answers no address lookups.
-    src = add_incident(
-        c,
-        "tunnel",
-        rng,
-        domain="sync.octets-f.example",
-        at=250,
-        duration=10,
-        rate=30,
-        encoding="octets",
-    )
-    comp.incidents["dotted-octet payload under an unknown zone"] = (src, "octets-f.example", 260)
     src = add_incident(c, "flood", rng, source="shop/checkout", at=350, duration=15, factor=30)
     comp.incidents["volume flood"] = (src, None, 365)
     # Persisting series: 100 hosts queried once at start-up (minutes 30-40), then never again.

@@ -42,7 +42,7 @@ def limited(
     server.stop()
 
 
-@pytest.mark.parametrize("limited", [200_000], indirect=True)
+@pytest.mark.parametrize("limited", [60_000], indirect=True)
 def test_a_refused_query_is_split_by_namespace_and_the_tunnel_is_still_found(
     limited: PrometheusServer, cluster_history: Composite
 ) -> None:
@@ -55,7 +55,7 @@ def test_a_refused_query_is_split_by_namespace_and_the_tunnel_is_still_found(
     assert not [w for w in report["warnings"] if "MISSING" in w]
 
 
-@pytest.mark.parametrize("limited", [20_000], indirect=True)
+@pytest.mark.parametrize("limited", [15_000], indirect=True)
 def test_a_part_that_never_passes_is_named_and_the_rest_is_reported(
     limited: PrometheusServer, cluster_history: Composite
 ) -> None:
