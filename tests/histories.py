@@ -134,3 +134,47 @@ def composite(seed: int = 11) -> Composite:
     c.pods += [router, uploader]
     comp.rerequeried_sources = [router.source, uploader.source]
     return comp
+
+
+def generalisation(seed: int = 21) -> Composite:
+    """7 h of the base cluster, scraped per node (`instance`), with the evasions of issue 12: a
+    leak spread over 24 replicas (a few word-encoded names an hour per pod), a payload written as
+    dotted IPv4 octets under an unknown zone, and a tunnel from a host-network client (empty
+    source label)."""
+    c = base_cluster(7, seed=seed)
+    rng = np.random.default_rng(seed + 5)
+    comp = Composite(c)
+    workload = add_incident(
+        c,
+        "spread_leak",
+        rng,
+        domain="sync.spread-leak.example",
+        at=60,
+        duration=360,
+        rate=0.05,
+        encoding="words",
+        replicas=24,
+    )
+    comp.incidents["leak spread over 24 replicas"] = (workload, "spread-leak.example", 415)
+    src = add_incident(
+        c,
+        "tunnel",
+        rng,
+        domain="o.octet-leak.example",
+        at=300,
+        duration=10,
+        rate=30,
+        encoding="octets",
+    )
+    comp.incidents["payload as dotted octets"] = (src, "octet-leak.example", 310)
+    names = [f"api.{d}" for d in ("github.com", "docker.io", "quay.io")]
+    c.pods.append(Pod("", "", 2, 0, c.minutes, names, np.full(3, 1 / 3), 6))
+    add_incident(
+        c, "tunnel", rng, source="", domain="h.hostnet-leak.example", at=240, duration=10, rate=10
+    )
+    comp.incidents["tunnel from a host-network client"] = (
+        "node/10.0.0.3:9965",
+        "hostnet-leak.example",
+        250,
+    )
+    return comp

@@ -125,7 +125,7 @@ class PrometheusServer:
         self.log.close()
 
 
-def history_text(cluster: Cluster) -> str:
+def history_text(cluster: Cluster, instance: bool = False) -> str:
     buf = io.StringIO()
-    write_openmetrics(cluster, buf)
+    write_openmetrics(cluster, buf, instance=instance)
     return buf.getvalue()

@@ -216,3 +216,58 @@ def test_empty_windows_give_nothing() -> None:
 )
 def test_workload_of(source: str, workload: str) -> None:
     assert workload_of(source) == workload
+
+
+def _pod(i: int) -> str:
+    return f"jobs/exporter-6c9f7d5b8-{i:05d}"
+
+
+def test_a_leak_spread_over_replicas_is_one_finding_for_the_workload() -> None:
+    """Twelve pods, each 15 one-off plain names in 6 h (info alone): 180 for the workload."""
+    rows = [
+        (_pod(i), f"{rng.bytes(6).hex()}-part.d.spread.example.", 1.0)
+        for i in range(12)
+        for _ in range(15)
+    ]
+    found = detect_all(window(long=rows), CFG)
+    assert [(f.kind, f.severity, f.source) for f in found] == [
+        ("subdomain_burst", "warning", "jobs/exporter")
+    ]
+    assert found[0].evidence["pods"] == 12 and found[0].evidence["distinct_names"] == 180
+
+
+def test_replicas_re_querying_one_set_of_hosts_are_not_summed_into_a_burst() -> None:
+    hosts = [f"node-{k}.db.vendor.example." for k in range(30)]
+    rows = [(_pod(i), h, 20.0) for i in range(12) for h in hosts]
+    assert not [f for f in detect_all(window(long=rows), CFG) if f.is_alert]
+
+
+def test_a_pod_alerting_alone_is_not_repeated_as_a_workload_finding() -> None:
+    rows = [(_pod(0), n, 1.0) for n in encoded(60)] + [(_pod(1), n, 1.0) for n in encoded(2)]
+    found = [f for f in detect_all(window(rows), CFG) if f.is_alert]
+    assert [f.source for f in found] == [_pod(0)]
+
+
+def test_encoded_names_one_per_replica_are_a_workload_suspicious_name() -> None:
+    rows = [(_pod(i), n, 1.0) for i, n in enumerate(encoded(5, "spread.example"))]
+    found = detect_suspicious_name(window(long=rows), CFG, RULES)
+    alerts = [f for f in found if f.is_alert]
+    assert [(f.source, f.severity) for f in alerts] == [("jobs/exporter", "warning")]
+    assert alerts[0].evidence["pods"] == 5
+
+
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [
+        ({"source": "app/web-1", "instance": "10.0.0.1:9965"}, "app/web-1"),
+        ({"source": "", "instance": "10.0.0.1:9965"}, "node/10.0.0.1:9965"),
+        ({"source": "", "node": "worker-3", "instance": "10.0.0.1:9965"}, "node/worker-3"),
+        ({"source": ""}, ""),
+    ],
+)
+def test_a_client_with_no_pod_identity_is_named_by_its_node(
+    labels: dict[str, str], expected: str
+) -> None:
+    from watcher.window import source_name
+
+    assert source_name(labels, ["source"]) == expected

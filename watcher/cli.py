@@ -182,9 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="SPEC",
-        help="KIND[,key=value...]: KIND is tunnel, slow_leak, few_names or flood; "
+        help="KIND[,key=value...]: KIND is tunnel, slow_leak, few_names, spread_leak or flood; "
         "keys: source, domain, at, duration, rate, encoding (base32, base64, hex, "
-        "numeric, base64url, words), delete_after, factor. Repeatable.",
+        "numeric, base64url, words, octets), delete_after, factor, replicas (spread_leak). "
+        "Repeatable.",
     )
     sim.add_argument("--demo", action="store_true", help="add the demo's incidents")
     sim.add_argument(

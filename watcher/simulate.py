@@ -161,7 +161,8 @@ class Pod:
 
     @property
     def source(self) -> str:
-        return f"{self.ns}/{self.name}"
+        # A host-network pod has no pod identity: Hubble's source label is empty.
+        return f"{self.ns}/{self.name}" if self.ns or self.name else ""
 
 
 @dataclass
@@ -314,11 +315,33 @@ def add_incident(
     encoding: str = "base32",
     delete_after: int | None = None,
     factor: float = 20,
+    replicas: int = 24,
 ) -> str:
-    """Inject an incident; returns the source (ns/pod) it runs in."""
+    """Inject an incident; returns the source (ns/pod) it runs in (spread_leak: the workload,
+    ns/app, whose `replicas` pods each leak a name now and then)."""
+    if kind in ("tunnel", "slow_leak", "few_names", "spread_leak") and encoding not in ENCODERS:
+        raise ConfigError(f"unknown encoding {encoding!r}: one of {', '.join(ENCODERS)}")
+    if kind == "spread_leak":
+        # One workload's replicas each leak a name now and then (`rate` per minute per pod):
+        # no pod crosses a threshold alone, the workload does.
+        if replicas < 1:
+            raise ConfigError("spread_leak needs replicas >= 1")
+        app = source.rpartition("/")[2] if source else "exporter"
+        ns = source.rpartition("/")[0] if source and "/" in source else "jobs"
+        rs = _rand_token(rng, string.ascii_lowercase + string.digits, 9)
+        enc = ENCODERS[encoding]
+        seq = 0
+        for r in range(replicas):
+            names, w = _profile(rng, ns, [], 3)
+            suffix = _rand_token(rng, "bcdfghjklmnpqrstvwxz2456789", 5)
+            pod = Pod(ns, f"{app}-{rs}-{suffix}", r % c.nodes, 0, c.minutes, names, w, 4)
+            for m in range(at, min(c.minutes, at + duration)):
+                if rng.random() < rate:
+                    pod.extra.append((m, f"{enc(rng, seq)}.{domain}", "A", 1))
+                    seq += 1
+            c.pods.append(pod)
+        return f"{ns}/{app}"
     if kind in ("tunnel", "slow_leak", "few_names"):
-        if encoding not in ENCODERS:
-            raise ConfigError(f"unknown encoding {encoding!r}: one of {', '.join(ENCODERS)}")
         if source is None:
             names, w = _profile(rng, "default", [], 3)
             end = (
@@ -371,7 +394,9 @@ def add_incident(
 
         pod.rate_at = flooded
         return pod.source
-    raise ConfigError(f"unknown incident kind {kind!r}: tunnel, slow_leak, few_names or flood")
+    raise ConfigError(
+        f"unknown incident kind {kind!r}: tunnel, slow_leak, few_names, spread_leak or flood"
+    )
 
 
 def _escape(value: str) -> str:
@@ -379,12 +404,13 @@ def _escape(value: str) -> str:
 
 
 def write_openmetrics(
-    c: Cluster, out: IO[str], context: str = "pod", responses: bool = False
+    c: Cluster, out: IO[str], context: str = "pod", responses: bool = False, instance: bool = False
 ) -> int:
     """Write the history; returns the number of samples. `context`: "pod" names the client as
     Hubble's sourceContext=pod does (source="ns/pod"), "labels" as
     labelsContext=source_namespace,source_pod does. `responses` adds hubble_dns_responses_total
-    (client in `destination`; search-path expansions answered NXDOMAIN)."""
+    (client in `destination`; search-path expansions answered NXDOMAIN). `instance` adds the
+    scrape target label Prometheus gives each node's agent (`10.0.0.<node>:9965`)."""
     rng = np.random.default_rng(c.seed + 1)
     coredns = [f"kube-system/coredns-5d78c9869d-{s}" for s in ("x7k2p", "m9q4z")]
     # Series keys: (family, pod index, name, qtype); family 0 queries, 1 responses.
@@ -400,7 +426,7 @@ def write_openmetrics(
         p = c.pods[idx]
         dots = name.count(".")
         fqdns = [name]
-        if not name.endswith(CLUSTER_DOMAIN) and dots < 5:
+        if not name.endswith(CLUSTER_DOMAIN) and dots < 5 and p.ns:
             # ndots:5: each search suffix is tried first (NXDOMAIN), then the name itself.
             fqdns = [
                 f"{name}.{p.ns}.svc.{CLUSTER_DOMAIN}",
@@ -432,6 +458,9 @@ def write_openmetrics(
                     f'destination="{coredns[idx % 2]}",ips_returned="0",qtypes="{qtype}",'
                     f'query="{_escape(fq.lower() + ".")}",rcode="",{client}'
                 )
+                if instance:
+                    labels += f',instance="10.0.0.{p.node + 1}:9965"'
+
                 prefix[key] = f"{METRIC}{{{labels}}} "
             live[key] = live.get(key, 0) + n
 
@@ -496,7 +525,17 @@ def parse_incident(spec: str) -> tuple[str, dict[str, str]]:
 def build(hours: float, incidents: list[str], seed: int = 7, start: int = DEFAULT_START) -> Cluster:
     c = base_cluster(hours, seed, start)
     rng = np.random.default_rng(seed + 2)
-    allowed = {"source", "domain", "at", "duration", "rate", "encoding", "delete_after", "factor"}
+    allowed = {
+        "source",
+        "domain",
+        "at",
+        "duration",
+        "rate",
+        "encoding",
+        "delete_after",
+        "factor",
+        "replicas",
+    }
     for spec in incidents:
         kind, opts = parse_incident(spec)
         unknown = set(opts) - allowed
@@ -510,6 +549,8 @@ def build(hours: float, incidents: list[str], seed: int = 7, start: int = DEFAUL
             for key in ("rate", "factor"):
                 if key in opts:
                     kwargs[key] = float(opts[key])
+            if "replicas" in opts:
+                kwargs["replicas"] = int(opts["replicas"])
             for key in ("source", "domain", "encoding"):
                 if key in opts:
                     kwargs[key] = opts[key]

@@ -10,6 +10,7 @@ present (persisting after its last query) contributes nothing.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -69,3 +70,20 @@ def workload_of(source: str) -> str:
     m = _POD_SUFFIX.match(pod)
     base = m.group("base") if m else pod
     return f"{ns}/{base}" if ns else base
+
+
+# Scrape labels naming where a client with no pod identity (a host-network pod, the node itself)
+# runs: Hubble leaves its source labels empty, and counters are per node (one agent per node).
+HOST_LABELS = ("node", "instance")
+NODE_PREFIX = "node/"
+
+
+def source_name(labels: Mapping[str, str], source_labels: Sequence[str]) -> str:
+    """`ns/pod` from the source labels; for a client with none, `node/<node or instance>`, so
+    the finding says where to look (an empty string tells the operator nothing)."""
+    values = [labels.get(label, "") for label in source_labels]
+    if not any(values):
+        for host in HOST_LABELS:
+            if labels.get(host):
+                return NODE_PREFIX + labels[host]
+    return "/".join(values)

@@ -8,7 +8,7 @@ from watcher.detect.names import detect_suspicious_name
 from watcher.detect.volume import detect_high_volume
 from watcher.domains import DomainRules
 from watcher.findings import SEVERITY_RANK, Finding, sort_findings
-from watcher.window import Window
+from watcher.window import Window, workload_of
 
 DETECTORS = (detect_subdomain_burst, detect_suspicious_name, detect_high_volume)
 
@@ -40,4 +40,11 @@ def detect_all(window: Window, cfg: Config) -> list[Finding]:
         rank = (SEVERITY_RANK[f.severity], f.kind == "subdomain_burst")
         if old is None or rank > (SEVERITY_RANK[old.severity], old.kind == "subdomain_burst"):
             best[key] = f
-    return sort_findings([*kept, *best.values()])
+    # A workload's alert (a leak spread over its pods) stands for its pods' info findings.
+    spread = {(f.source, f.domain) for f in best.values() if f.is_alert and "pods" in f.evidence}
+    named = [
+        f
+        for f in best.values()
+        if f.is_alert or "pods" in f.evidence or (workload_of(f.source), f.domain) not in spread
+    ]
+    return sort_findings([*kept, *named])

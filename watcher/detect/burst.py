@@ -1,9 +1,20 @@
-"""subdomain_burst: many distinct names under one registered domain from one source."""
+"""subdomain_burst: many distinct names under one registered domain from one source, or from
+the pods of one workload together (a leak spread over replicas, each below the thresholds)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import pandas as pd
+
 from watcher.config import Config
-from watcher.detect.evidence import annotate, group_evidence
+from watcher.detect.evidence import (
+    annotate,
+    by_workload,
+    group_evidence,
+    workload_evidence,
+    workload_groups,
+)
 from watcher.domains import DomainRules
 from watcher.duration import human_duration
 from watcher.findings import SEVERITY_RANK, Finding, Severity
@@ -27,87 +38,130 @@ def _judge(distinct: int, encoded: float, unique: float, base: int, cfg: Config)
     return "info" if distinct >= b.info_min_distinct else None
 
 
-def _long_unique(window: Window, rules: DomainRules) -> dict[tuple[str, str], float]:
-    """Distinct names / queries per (source, domain) over the long window: names that looked
-    new in 10 minutes but are re-queried all day are hosts (service discovery, storage, wildcard
-    DNS), not a channel's chunks."""
-    table = annotate(window.long, rules)
+def _long_unique(table: pd.DataFrame, key: str) -> dict[tuple[str, str], float]:
+    """Distinct names / queries per (source or workload, domain) over the long window: names
+    that looked new in 10 minutes but are re-queried all day are hosts (service discovery,
+    storage, wildcard DNS), not a channel's chunks."""
     if table.empty:
         return {}
-    g = table.groupby(["source", "domain"], sort=False).agg(
+    g = table.groupby([key, "domain"], sort=False).agg(
         names=("name", "nunique"), queries=("queries", "sum")
     )
     out: dict[tuple[str, str], float] = {}
-    for (source, domain), names, queries in zip(g.index, g["names"], g["queries"], strict=True):
-        out[(str(source), str(domain))] = float(names) / float(queries) if queries else 1.0
+    for (who, domain), names, queries in zip(g.index, g["names"], g["queries"], strict=True):
+        out[(str(who), str(domain))] = float(names) / float(queries) if queries else 1.0
     return out
 
 
-def detect_subdomain_burst(window: Window, cfg: Config, rules: DomainRules) -> list[Finding]:
-    best: dict[tuple[str, str], Finding] = {}
-    long_unique = _long_unique(window, rules)
-    spans = (
-        (window.short, window.short_seconds, cfg.burst.short_min_distinct),
-        (window.long, window.long_seconds, cfg.burst.long_min_distinct),
+def _finding(
+    group: pd.DataFrame,
+    who: str,
+    domain: str,
+    seconds: float,
+    base: int,
+    repeat: float,
+    window: Window,
+    cfg: Config,
+    extra: dict[str, Any],
+) -> Finding | None:
+    label = human_duration(seconds)
+    ev = group_evidence(
+        group, label, cfg.output.sample_names, cfg.output.max_name_chars, cfg.names.min_score
     )
-    for names, seconds, base in spans:
-        table = annotate(names, rules)
+    ev.update(extra)
+    unique = ev["unique_ratio"]
+    if repeat < unique:
+        ev["unique_ratio_long"] = round(repeat, 3)
+        unique = repeat
+    severity = _judge(ev["distinct_names"], ev["encoded_fraction"], unique, base, cfg)
+    if severity is None:
+        return None
+    plain = _judge(ev["distinct_names"], ev["encoded_fraction"], ev["unique_ratio"], base, cfg)
+    if severity == "info" and plain != "info":
+        ev["why_not_alerted"] = (
+            f"names re-queried over {human_duration(window.long_seconds)} "
+            f"(distinct/queries {repeat:.2f}): hosts, not one-off chunks"
+        )
+    ev["threshold_distinct"] = base
+    score = min(
+        1.0,
+        0.5 * min(1.0, ev["distinct_names"] / (2 * base))
+        + 0.5 * ev["encoded_fraction"]
+        + 0.25 * (severity == "critical"),
+    )
+    pods = f" from {extra['pods']} pods of {who}" if "pods" in extra else ""
+    return Finding(
+        kind="subdomain_burst",
+        severity=severity,
+        source=who,
+        domain=domain,
+        score=score,
+        summary=(
+            f"{ev['distinct_names']} distinct names under {domain} in {label}{pods} "
+            f"({ev['encoded_fraction']:.0%} encoded-looking, ~{ev['est_bytes']} bytes)"
+        ),
+        evidence=ev,
+    )
+
+
+def _keep(best: dict[tuple[str, str], Finding], finding: Finding | None) -> None:
+    """Most severe wins; on a tie, the window holding more of the incident."""
+    if finding is None:
+        return
+    key = (finding.source, finding.domain or "")
+    old = best.get(key)
+    if old is None or (
+        SEVERITY_RANK[finding.severity],
+        finding.score,
+        finding.evidence["distinct_names"],
+    ) > (SEVERITY_RANK[old.severity], old.score, old.evidence["distinct_names"]):
+        best[key] = finding
+
+
+def detect_subdomain_burst(window: Window, cfg: Config, rules: DomainRules) -> list[Finding]:
+    least = min(cfg.burst.info_min_distinct, cfg.burst.encoded_min_distinct)
+    tables = {
+        "short": (
+            annotate(window.short, rules),
+            window.short_seconds,
+            cfg.burst.short_min_distinct,
+        ),
+        "long": (annotate(window.long, rules), window.long_seconds, cfg.burst.long_min_distinct),
+    }
+    long_table = tables["long"][0]
+    per_pod: dict[tuple[str, str], Finding] = {}
+    repeats = _long_unique(long_table, "source")
+    for table, seconds, base in tables.values():
         if table.empty:
             continue
-        least = min(cfg.burst.info_min_distinct, cfg.burst.encoded_min_distinct)
-        label = human_duration(seconds)
         for (source, domain), group in table.groupby(["source", "domain"], sort=False):
             if group["name"].nunique() < least:
                 continue
-            ev = group_evidence(
-                group,
-                label,
-                cfg.output.sample_names,
-                cfg.output.max_name_chars,
-                cfg.names.min_score,
+            repeat = repeats.get((str(source), str(domain)), 1.0)
+            _keep(
+                per_pod,
+                _finding(group, str(source), str(domain), seconds, base, repeat, window, cfg, {}),
             )
-            unique = ev["unique_ratio"]
-            repeat = long_unique.get((str(source), str(domain)), 1.0)
-            if repeat < unique:
-                ev["unique_ratio_long"] = round(repeat, 3)
-                unique = repeat
-            severity = _judge(ev["distinct_names"], ev["encoded_fraction"], unique, base, cfg)
-            if severity is None:
+    # The same, per workload: only where no single pod of it already alerts for the domain.
+    alerted = {(f.source, f.domain) for f in per_pod.values() if f.is_alert}
+    per_workload: dict[tuple[str, str], Finding] = {}
+    wl_repeats = _long_unique(by_workload(long_table), "workload")
+    for table, seconds, base in tables.values():
+        for (workload, domain), group, pods in workload_groups(table, least):
+            if any((p, domain) in alerted for p in pods):
                 continue
-            plain = _judge(
-                ev["distinct_names"], ev["encoded_fraction"], ev["unique_ratio"], base, cfg
+            repeat = wl_repeats.get((workload, domain), 1.0)
+            found = _finding(
+                group,
+                workload,
+                domain,
+                seconds,
+                base,
+                repeat,
+                window,
+                cfg,
+                workload_evidence(workload, pods, cfg.output.sample_names),
             )
-            if severity == "info" and plain != "info":
-                ev["why_not_alerted"] = (
-                    f"names re-queried over {human_duration(window.long_seconds)} "
-                    f"(distinct/queries {repeat:.2f}): hosts, not one-off chunks"
-                )
-            ev["threshold_distinct"] = base
-            score = min(
-                1.0,
-                0.5 * min(1.0, ev["distinct_names"] / (2 * base))
-                + 0.5 * ev["encoded_fraction"]
-                + 0.25 * (severity == "critical"),
-            )
-            finding = Finding(
-                kind="subdomain_burst",
-                severity=severity,
-                source=str(source),
-                domain=str(domain),
-                score=score,
-                summary=(
-                    f"{ev['distinct_names']} distinct names under {domain} in {label} "
-                    f"({ev['encoded_fraction']:.0%} encoded-looking, ~{ev['est_bytes']} bytes)"
-                ),
-                evidence=ev,
-            )
-            key = (str(source), str(domain))
-            old = best.get(key)
-            # Most severe wins; on a tie, the window holding more of the incident.
-            if old is None or (
-                SEVERITY_RANK[finding.severity],
-                finding.score,
-                ev["distinct_names"],
-            ) > (SEVERITY_RANK[old.severity], old.score, old.evidence["distinct_names"]):
-                best[key] = finding
-    return list(best.values())
+            if found is not None and found.is_alert:
+                _keep(per_workload, found)
+    return [*per_pod.values(), *per_workload.values()]

@@ -11,6 +11,7 @@ import pandas as pd
 from watcher.domains import DomainRules
 from watcher.lexical import shape
 from watcher.text import truncate
+from watcher.window import workload_of
 
 
 def annotate(names: pd.DataFrame, rules: DomainRules) -> pd.DataFrame:
@@ -58,3 +59,27 @@ def group_evidence(
         "est_bytes": int(np.round(group["est_bytes"].sum())),
         "sample_names": [truncate(n, max_chars) for n in top],
     }
+
+
+def by_workload(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with a `workload` column (`ns/app-<hash>-<id>` -> `ns/app`)."""
+    return table.assign(workload=table["source"].map(workload_of)) if not table.empty else table
+
+
+def workload_groups(
+    table: pd.DataFrame, least: int
+) -> list[tuple[tuple[str, str], pd.DataFrame, list[str]]]:
+    """(workload, domain) groups of two or more pods with at least `least` distinct names: a
+    leak spread over replicas, each pod below every threshold, is one channel."""
+    if table.empty:
+        return []
+    out = []
+    for (workload, domain), group in by_workload(table).groupby(["workload", "domain"]):
+        pods = sorted(str(p) for p in group["source"].unique())
+        if len(pods) >= 2 and group["name"].nunique() >= least:
+            out.append(((str(workload), str(domain)), group, pods))
+    return out
+
+
+def workload_evidence(workload: str, pods: list[str], samples: int) -> dict[str, Any]:
+    return {"workload": workload, "pods": len(pods), "sample_pods": pods[:samples]}

@@ -22,7 +22,7 @@ from watcher.config import LABELS_CONTEXT, SOURCE_CONTEXT, Config, with_source_l
 from watcher.domains import normalize
 from watcher.errors import MissingDataError, SourceError
 from watcher.sources.prometheus import HELM_HINT
-from watcher.window import Window, apply_prefilter, empty_names
+from watcher.window import Window, apply_prefilter, empty_names, source_name
 
 _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(,?)')
 _UNESCAPE = re.compile(r"\\(.)")
@@ -226,7 +226,7 @@ class MetricsFileSource:
                 continue
             state = series.get(block)
             if state is None:
-                source = "/".join(labels.get(label, "") for label in lab.source)
+                source = source_name(labels, lab.source)
                 name = normalize(labels.get(lab.query, ""))
                 keep = name if name and not self._in_cluster(name) else ""
                 state = series[block] = [source, keep, None, -np.inf]

@@ -1,7 +1,9 @@
 """Prometheus over HTTP (prometheus-api-client): aggregate in PromQL, fetch names only where needed.
 
-Requests per scan: 3 cheap checks, 2 zone counts, 2 name fetches per candidate zone, 1 shape
-prefilter fetch and 1 range query for volume. Memory follows the candidates, not the series count.
+Requests per scan: 1 label check, 2 zone counts (per workload and zone), 1 grouped name fetch per
+100 candidate zones and window, 1 label-values lookup and 1 exact fetch per 1,000 shape-prefilter
+names, then volume: the recent span, one median screen, and the history of the sources that
+changed. Memory follows the candidates, not the series count.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from watcher.errors import ConfigError, MissingDataError, RefusedError, SourceEr
 from watcher.progress import QUIET
 from watcher.sources import promql
 from watcher.text import promql_string, regex_escape, terminal_safe
-from watcher.window import Window, empty_names, shape_prefilter, workload_of
+from watcher.window import Window, empty_names, shape_prefilter, source_name, workload_of
 
 HELM_HINT = (
     "enable it in Cilium's Helm values: hubble.metrics.enabled=\"{dns:query;ignoreAAAA;"
@@ -54,6 +55,7 @@ class PrometheusSource:
         self.progress = QUIET  # the CLI sets a terminal Progress
         self.warnings: list[str] = []
         self._partition: tuple[str, list[str], bool] | None = None
+        self._node_sources: set[str] = set()
         p = cfg.prometheus
         headers = dict(p.headers)
         token = _secret("PROMETHEUS_TOKEN")
@@ -84,11 +86,16 @@ class PrometheusSource:
             auth=(user, password or "") if user else None,
             session=sess,
             timeout=int(p.timeout) or 1,
-            method="POST",  # long regex matchers do not fit in a URL
+            method="POST",
         )
         self.url = url
+        self._form = (sess, headers, (user, password or "") if user else None, p.timeout or 1)
 
     BATCH = 100  # sources or zones per query: a regex of thousands of alternatives is slow
+    # Exact names per query, by escaped characters: activity() repeats the selector four times
+    # and VictoriaMetrics refuses queries over 16 KB (-search.maxQueryLen) by default.
+    VALUES_CHARS = 3000
+    VALUES_QUERIES = 20  # beyond this many, one regex query costs less
 
     # -- HTTP ------------------------------------------------------------------------------------
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
@@ -131,17 +138,37 @@ class PrometheusSource:
             "--timeout (prometheus.timeout) or scan a smaller cluster"
         )
 
+    def _post(self, path: str, form: dict[str, str]) -> list[dict[str, Any]]:
+        """A query as a POST form body. The client library puts the query in the URL even for
+        POST, and gateways cap URLs (nginx: 8 KB; Python's http.server: 64 KB) below what a
+        fetch of a thousand exact names needs. Errors read as the library's, for _call."""
+        sess, headers, auth, timeout = self._form
+        response = sess.post(
+            f"{self.client.url}{path}",
+            data=form,
+            headers=headers,
+            auth=auth,
+            timeout=timeout,
+            verify=sess.verify,  # explicit, as the client library does
+        )
+        if response.status_code != 200:
+            raise PrometheusApiClientException(
+                f"HTTP Status Code {response.status_code} ({response.content!r})"
+            )
+        result = response.json()["data"]["result"]
+        return result if isinstance(result, list) else []
+
     def query(self, expr: str, at: float) -> list[dict[str, Any]]:
-        return self._call(self.client.custom_query, expr, params={"time": f"{at:.3f}"})
+        return self._call(self._post, "/api/v1/query", {"query": expr, "time": f"{at:.3f}"})
 
     def query_range(self, expr: str, start: float, end: float, step: float) -> list[dict[str, Any]]:
-        return self._call(
-            self.client.custom_query_range,
-            expr,
-            start_time=datetime.fromtimestamp(start, tz=UTC),
-            end_time=datetime.fromtimestamp(end, tz=UTC),
-            step=f"{int(step)}s",
-        )
+        form = {
+            "query": expr,
+            "start": f"{start:.3f}",
+            "end": f"{end:.3f}",
+            "step": f"{int(step)}s",
+        }
+        return self._call(self._post, "/api/v1/query_range", form)
 
     # -- checks ----------------------------------------------------------------------------------
     def _count(self, sel: str, at: float, seconds: float | None) -> float:
@@ -192,7 +219,14 @@ class PrometheusSource:
 
     # -- window ----------------------------------------------------------------------------------
     def _source_of(self, metric: dict[str, str]) -> str:
-        return "/".join(metric.get(label, "") for label in self.cfg.labels.source)
+        name = source_name(metric, self.cfg.labels.source)
+        if not any(metric.get(label) for label in self.cfg.labels.source) and name:
+            self._node_sources.add(name)  # selected back by its empty source labels
+        return name
+
+    def _workload_key(self, source: str) -> str:
+        """The workload a source is fetched by: "" (empty source labels) for a node's client."""
+        return "" if source in self._node_sources else workload_of(source)
 
     def _names_frame(self, rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
         q = self.cfg.labels.query
@@ -234,18 +268,20 @@ class PrometheusSource:
                 at,
                 f"distinct names per source and zone ({name} window)",
             )
-            by_zone: dict[str, set[str]] = {}
+            by_zone: dict[str, set[str]] = {}  # zone -> workloads worth fetching names of
             for r in counts:
                 zone = r["metric"].get("dnswatch_zone", "")
                 if zone and float(r["value"][1]) >= min_distinct and not rules.is_allowlisted(zone):
-                    by_zone.setdefault(zone, set()).add(self._source_of(r["metric"]))
+                    by_zone.setdefault(zone, set()).add(self._workload_of_row(r["metric"]))
             parts = []
             zones = sorted(by_zone)
             for z in range(0, len(zones), self.BATCH):
                 batch = zones[z : z + self.BATCH]
                 show(f"fetching names of {len(zones)} candidate zones", 2 + i, 5)
-                sources = set().union(*(by_zone[zone] for zone in batch))
-                zsel = sel(promql.under_zones(lab.query, batch), *self._source_matchers(sources))
+                workloads = set().union(*(by_zone[zone] for zone in batch))
+                zsel = sel(
+                    promql.under_zones(lab.query, batch), *self._workload_selector(workloads)
+                )
                 frame = self._names_frame(
                     self._ask(
                         lambda extra, s=seconds, zs=zsel: promql.names(  # type: ignore[misc]
@@ -255,26 +291,17 @@ class PrometheusSource:
                         f"names under {len(batch)} candidate zones ({name} window)",
                     )
                 )
-                # The grouped fetch over-fetches (every source x every zone): keep the pairs.
+                # The grouped fetch over-fetches (every workload x every zone): keep the pairs.
                 wanted = frame["name"].map(promql.zone_of)
                 keep = [
-                    zone in by_zone and src in by_zone[zone]
+                    zone in by_zone and self._workload_key(src) in by_zone[zone]
                     for src, zone in zip(frame["source"], wanted, strict=True)
                 ]
                 parts.append(frame[keep])
             frames[name] = pd.concat(parts, ignore_index=True) if parts else empty_names()
 
         show("fetching long and odd names for shape scoring, then volume history", 4, 5)
-        pattern = shape_prefilter(cfg.names.prefilter_label_length, cfg.names.prefilter_name_length)
-        ssel = sel(f"{lab.query}=~{promql_string(pattern)}")
-        shaped = self._names_frame(
-            self._ask(
-                lambda extra: promql.names(ssel(extra), cfg.windows.long, lab.source, lab.query),
-                at,
-                "long and odd names for shape scoring",
-            )
-        )
-
+        shaped = self._shaped(at, sel)
         volume = self._volume(at)
         self.progress.finish()
         return Window(
@@ -289,6 +316,57 @@ class PrometheusSource:
             complete=False,
             warnings=warnings,
         )
+
+    def _shaped(self, at: float, sel: Callable[..., Callable[[list[str]], str]]) -> pd.DataFrame:
+        """Long-window names passing the shape prefilter. The names are looked up once (label
+        values: one regex pass over the index), then fetched by exact value, which Prometheus
+        resolves from its index without a regex: the prefilter's regex is not re-run for each
+        of activity()'s four selectors, nor are the base matchers' (the lookup applied them).
+        Servers without label-values matching, or many odd names, get the one regex query."""
+        cfg, lab = self.cfg, self.cfg.labels
+        pattern = shape_prefilter(cfg.names.prefilter_label_length, cfg.names.prefilter_name_length)
+        what = "long and odd names for shape scoring"
+        by_shape = sel(f"{lab.query}=~{promql_string(pattern)}")
+        try:
+            found = self.label_values(lab.query, by_shape([]), at - cfg.windows.long, at)
+        except SourceError:
+            found = None  # RefusedError included: the regex query below splits itself
+        rx = re.compile(pattern)
+        values = sorted({v for v in found or () if isinstance(v, str) and rx.fullmatch(v)})
+        batches = _batches([regex_escape(v) for v in values], self.VALUES_CHARS)
+        if found is None or len(batches) > self.VALUES_QUERIES:
+            return self._names_frame(
+                self._ask(
+                    lambda extra: promql.names(
+                        by_shape(extra), cfg.windows.long, lab.source, lab.query
+                    ),
+                    at,
+                    what,
+                )
+            )
+        frames = [empty_names()]
+        for batch in batches:
+            exact = f"{lab.query}=~{promql_string('|'.join(batch))}"
+            frames.append(
+                self._names_frame(
+                    self._ask(
+                        lambda extra, e=exact: promql.names(  # type: ignore[misc]
+                            promql.selector(lab.metric, [e, *extra]),
+                            cfg.windows.long,
+                            lab.source,
+                            lab.query,
+                        ),
+                        at,
+                        what,
+                    )
+                )
+            )
+        return pd.concat(frames, ignore_index=True)
+
+    def label_values(self, label: str, sel: str, start: float, end: float) -> list[Any]:
+        """Values of `label` on series matching `sel` between start and end."""
+        params = {"match[]": sel, "start": f"{start:.3f}", "end": f"{end:.3f}"}
+        return self._call(self.client.get_label_values, label, params=params)
 
     # -- splitting refused queries ---------------------------------------------------------------
     def _ask(
@@ -443,32 +521,44 @@ class PrometheusSource:
             out[src] = out[src].add(series, fill_value=0) if src in out else series
         return out
 
+    def _workload_of_row(self, metric: dict[str, str]) -> str:
+        """`ns/app` of a zone count row: the source labels, the last one cut by PromQL."""
+        labels = self.cfg.labels.source
+        values = [metric.get(label, "") for label in labels[:-1]]
+        values.append(metric.get("dnswatch_workload", ""))
+        return "/".join(values) if any(values) else ""  # no pod identity: as workload_of("/")
+
     def _workload_matchers(self, sources: set[str]) -> list[str]:
         """Select every pod of these sources' workloads (`ns/app-<hash>-<id>` -> `ns/app-*`)."""
+        return self._workload_selector({self._workload_key(s) for s in sources})
+
+    def _workload_selector(self, workloads: set[str]) -> list[str]:
         labels = self.cfg.labels.source
-        workloads = {workload_of(s) for s in sources}
         if len(labels) == 1:
             return [promql.prefixed(labels[0], workloads)]
-        parts = [w.split("/", len(labels) - 1) for w in workloads]
+        # "" is the client with no pod identity: every source label empty.
+        parts = [w.split("/", len(labels) - 1) if w else [""] * len(labels) for w in workloads]
         parts = [p for p in parts if len(p) == len(labels)]
         return [
             promql.one_of(label, {p[i] for p in parts}) for i, label in enumerate(labels[:-1])
         ] + [promql.prefixed(labels[-1], {p[-1] for p in parts})]
 
-    def _source_matchers(self, sources: set[str]) -> list[str]:
-        labels = self.cfg.labels.source
-        if len(labels) == 1:
-            return [promql.one_of(labels[0], sources)]
-        # ns/pod split back into its labels; the cross product over-fetches, filtered after.
-        parts = [s.split("/", len(labels) - 1) for s in sources]
-        return [
-            promql.one_of(label, {p[i] for p in parts if len(p) == len(labels)})
-            for i, label in enumerate(labels)
-        ]
-
 
 SCREEN = 1.5  # see _volume: below this many times its past median a source cannot alert
 SCREEN_STEP = 1800.0  # the screen's step: coarse, so one pass costs little per step
+
+
+def _batches(items: list[str], chars: int) -> list[list[str]]:
+    """Items in order, cut into runs of at most `chars` characters joined (at least one each)."""
+    out: list[list[str]] = []
+    size = chars
+    for item in items:
+        if size + len(item) + 1 > chars:
+            out.append([])
+            size = 0
+        out[-1].append(item)
+        size += len(item) + 1
+    return out
 
 
 def _part_matcher(label: str, values: list[str], prefix: bool) -> str:

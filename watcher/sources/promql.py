@@ -7,11 +7,15 @@ from collections.abc import Iterable
 
 from watcher.duration import promql_duration
 from watcher.text import promql_string, regex_escape
+from watcher.window import HOST_LABELS
 
 # Every pattern starts with (?s): names may hold newlines, and RE2's `.` skips them otherwise.
 # Cut the last two labels of a name: a superset of its registered domain (`co.uk` gathers all of
 # `*.co.uk`), so a (source, zone) count never under-counts a (source, registered domain) pair.
 ZONE_REGEX = r"(?s)(?:.*\.)?([^.]+\.[^.]+)\.?"
+# A pod's workload: the shortest prefix followed by `-<hash>-<id>` or `-<id>`, else the whole
+# value (leftmost-first, as in Python: window.workload_of gives the same for `ns/pod`).
+WORKLOAD_REGEX = r"(?s)(.+?)(?:(?:-[a-z0-9]{6,10})?-[a-z0-9]{5})?"
 
 
 def selector(metric: str, matchers: Iterable[str]) -> str:
@@ -87,35 +91,42 @@ def by(labels: Iterable[str]) -> str:
 
 
 def zone_counts(sel: str, seconds: float, source_labels: list[str], query_label: str) -> str:
-    """Distinct names queried per (source, zone) in the span."""
-    src = by(source_labels)
+    """Distinct names queried per (workload, zone) in the span: the pods of one workload together
+    (a leak spread over replicas is one channel), and a superset of each pod's own count, so a
+    workload's pods are candidates whenever one of them is. The workload is the last source
+    label with its pod suffix cut (WORKLOAD_REGEX, as window.workload_of does)."""
+    last = source_labels[-1]
+    keys = by([*source_labels[:-1], "dnswatch_workload", "dnswatch_zone"])
     zoned = (
-        f'label_replace({activity(sel, seconds)}, "dnswatch_zone", "$1", '
-        f"{promql_string(query_label)}, {promql_string(ZONE_REGEX)})"
+        f'label_replace(label_replace({activity(sel, seconds)}, "dnswatch_zone", "$1", '
+        f"{promql_string(query_label)}, {promql_string(ZONE_REGEX)}), "
+        f'"dnswatch_workload", "$1", {promql_string(last)}, {promql_string(WORKLOAD_REGEX)})'
     )
-    return (
-        f"count by ({src}, dnswatch_zone) "
-        f"(count by ({src}, dnswatch_zone, {query_label}) ({zoned}))"
-    )
+    return f"count by ({keys}) (count by ({keys}, {query_label}) ({zoned}))"
+
+
+def with_host(source_labels: list[str]) -> list[str]:
+    """The source labels and the labels naming the node (for clients with no pod identity)."""
+    return [*source_labels, *HOST_LABELS]
 
 
 def names(sel: str, seconds: float, source_labels: list[str], query_label: str) -> str:
-    """Queries per (source, name) in the span."""
-    return f"sum by ({by(source_labels)}, {query_label}) ({activity(sel, seconds)})"
+    """Queries per (source, name) in the span (per node too: see window.source_name)."""
+    return f"sum by ({by(with_host(source_labels))}, {query_label}) ({activity(sel, seconds)})"
 
 
 def volume(sel: str, step: float, source_labels: list[str]) -> str:
     """Queries per source per step (evaluate as a range query with this step). increase() handles
     agent restarts; a name's very first query is not in it (the burst detector counts those), so
     the per-step set operations of activity() are not paid over every series of a big cluster."""
-    return f"sum by ({by(source_labels)}) (increase({sel}[{promql_duration(step)}]))"
+    return f"sum by ({by(with_host(source_labels))}) (increase({sel}[{promql_duration(step)}]))"
 
 
 def volume_median(sel: str, step: float, span: float, offset: float, labels: list[str]) -> str:
     """Each source's median queries per `step` over `span` ending `offset` before the scan, as one
     instant query: the cheap screen that picks which sources' whole history is worth fetching
     (a coarse step keeps the per-step work small)."""
-    inner = f"sum by ({by(labels)}) (increase({sel}[{promql_duration(step)}]))"
+    inner = f"sum by ({by(with_host(labels))}) (increase({sel}[{promql_duration(step)}]))"
     return (
         f"quantile_over_time(0.5, ({inner})[{promql_duration(span)}:{promql_duration(step)}] "
         f"offset {promql_duration(offset)})"
