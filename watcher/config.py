@@ -39,6 +39,14 @@ class PrometheusConfig(_Section):
     retries: int = Field(
         2, ge=0, le=10, description="Retries on connection errors and 5xx answers."
     )
+    parallel_queries: int = Field(
+        2,
+        ge=1,
+        le=8,
+        description="Queries in flight at once: a scan's four chains of queries (short names, "
+        "long names, shaped names, volume) are independent, and Prometheus evaluates a query on "
+        "one core. 1 asks one at a time (a small or shared server).",
+    )
     verify_tls: bool = Field(True, description="Verify the server certificate (false: --insecure).")
     ca_file: str | None = Field(None, description="CA bundle for a private Prometheus CA.")
     bearer_token_file: str | None = Field(

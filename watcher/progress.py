@@ -8,6 +8,7 @@ the JSON on stdout never carry it.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import TextIO
 
@@ -18,6 +19,7 @@ class Progress:
         self.enabled = enabled
         self.started = time.monotonic()
         self.shown = False
+        self._lock = threading.Lock()  # a scan's query chains report from several threads
 
     @classmethod
     def for_terminal(cls, quiet: bool) -> Progress:
@@ -29,15 +31,17 @@ class Progress:
         where = f"[{done}/{total}] " if done is not None and total else ""
         elapsed = time.monotonic() - self.started
         line = f"dnswatch: {where}{text} ({elapsed:.0f}s)"
-        self.out.write("\r\x1b[K" + line[:200])
-        self.out.flush()
-        self.shown = True
+        with self._lock:
+            self.out.write("\r\x1b[K" + line[:200])
+            self.out.flush()
+            self.shown = True
 
     def finish(self) -> None:
-        if self.enabled and self.shown:
-            self.out.write("\r\x1b[K")
-            self.out.flush()
-            self.shown = False
+        with self._lock:
+            if self.enabled and self.shown:
+                self.out.write("\r\x1b[K")
+                self.out.flush()
+                self.shown = False
 
 
 QUIET = Progress(False)

@@ -1,9 +1,11 @@
 """Prometheus over HTTP (prometheus-api-client): aggregate in PromQL, fetch names only where needed.
 
 Requests per scan: 1 label check, 2 zone counts (per workload and zone), 1 grouped name fetch per
-100 candidate zones and window, 1 label-values lookup and 1 exact fetch per 1,000 shape-prefilter
-names, then volume: the recent span, one median screen, and the history of the sources that
-changed. Memory follows the candidates, not the series count.
+100 candidate zones (or 3,000 characters of selector) and window, 1 label-values lookup and 1
+exact fetch per 3,000 characters of shape-prefilter names, then volume: the recent span, one
+median screen, and the history of the sources that changed. Memory follows the candidates, not
+the series count. The four chains (short names, long names, shaped names, volume) are
+independent and run `prometheus.parallel_queries` at a time.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -256,66 +259,101 @@ class PrometheusSource:
         )
         min_distinct = min(cfg.burst.info_min_distinct, cfg.burst.encoded_min_distinct)
 
-        spans = {"short": cfg.windows.short, "long": cfg.windows.long}
-        frames: dict[str, pd.DataFrame] = {}
-        for i, (name, seconds) in enumerate(spans.items()):
-            show(f"counting distinct names per source and zone, {name} window", 2 + i, 5)
-            base = sel()
-            counts = self._ask(
-                lambda extra, s=seconds, b=base: promql.zone_counts(  # type: ignore[misc]
-                    b(extra), s, lab.source, lab.query
-                ),
-                at,
-                f"distinct names per source and zone ({name} window)",
-            )
-            by_zone: dict[str, set[str]] = {}  # zone -> workloads worth fetching names of
-            for r in counts:
-                zone = r["metric"].get("dnswatch_zone", "")
-                if zone and float(r["value"][1]) >= min_distinct and not rules.is_allowlisted(zone):
-                    by_zone.setdefault(zone, set()).add(self._workload_of_row(r["metric"]))
-            parts = []
-            zones = sorted(by_zone)
-            for z in range(0, len(zones), self.BATCH):
-                batch = zones[z : z + self.BATCH]
-                show(f"fetching names of {len(zones)} candidate zones", 2 + i, 5)
-                workloads = set().union(*(by_zone[zone] for zone in batch))
-                zsel = sel(
-                    promql.under_zones(lab.query, batch), *self._workload_selector(workloads)
-                )
-                frame = self._names_frame(
-                    self._ask(
-                        lambda extra, s=seconds, zs=zsel: promql.names(  # type: ignore[misc]
-                            zs(extra), s, lab.source, lab.query
-                        ),
-                        at,
-                        f"names under {len(batch)} candidate zones ({name} window)",
-                    )
-                )
-                # The grouped fetch over-fetches (every workload x every zone): keep the pairs.
-                wanted = frame["name"].map(promql.zone_of)
-                keep = [
-                    zone in by_zone and self._workload_key(src) in by_zone[zone]
-                    for src, zone in zip(frame["source"], wanted, strict=True)
-                ]
-                parts.append(frame[keep])
-            frames[name] = pd.concat(parts, ignore_index=True) if parts else empty_names()
+        def span_names(name: str, seconds: float) -> pd.DataFrame:
+            return self._span_names(name, seconds, at, sel, rules, min_distinct)
 
-        show("fetching long and odd names for shape scoring, then volume history", 4, 5)
-        shaped = self._shaped(at, sel)
-        volume = self._volume(at)
+        # Four independent chains of queries. Prometheus evaluates each query on one core, so
+        # up to prometheus.parallel_queries of them run at once; the longest are started first.
+        jobs: dict[str, Callable[[], pd.DataFrame]] = {
+            "volume": lambda: self._volume(at),
+            "long": lambda: span_names("long", cfg.windows.long),
+            "short": lambda: span_names("short", cfg.windows.short),
+            "shaped": lambda: self._shaped(at, sel),
+        }
+        show("counting distinct names per source and zone, fetching candidates", 2, 5)
+        got = _run_all(jobs, cfg.prometheus.parallel_queries)
         self.progress.finish()
         return Window(
             at=at,
             short_seconds=cfg.windows.short,
             long_seconds=cfg.windows.long,
             step_seconds=cfg.windows.step,
-            short=frames["short"],
-            long=frames["long"],
-            shaped=shaped,
-            volume=volume,
+            short=got["short"],
+            long=got["long"],
+            shaped=got["shaped"],
+            volume=got["volume"],
             complete=False,
             warnings=warnings,
         )
+
+    def _span_names(
+        self,
+        name: str,
+        seconds: float,
+        at: float,
+        sel: Callable[..., Callable[[list[str]], str]],
+        rules: DomainRules,
+        min_distinct: int,
+    ) -> pd.DataFrame:
+        """Names of the (workload, zone) pairs with enough distinct names in one window: counted
+        in PromQL, then fetched for the candidates only."""
+        lab = self.cfg.labels
+        base = sel()
+        counts = self._ask(
+            lambda extra: promql.zone_counts(base(extra), seconds, lab.source, lab.query),
+            at,
+            f"distinct names per source and zone ({name} window)",
+        )
+        by_zone: dict[str, set[str]] = {}  # zone -> workloads worth fetching names of
+        for r in counts:
+            zone = r["metric"].get("dnswatch_zone", "")
+            if zone and float(r["value"][1]) >= min_distinct and not rules.is_allowlisted(zone):
+                by_zone.setdefault(zone, set()).add(self._workload_of_row(r["metric"]))
+        parts = [empty_names()]
+        batches = self._zone_batches(by_zone)
+        for n, batch in enumerate(batches, 1):
+            self.progress.step(
+                f"fetching names of candidate zones ({name} window)", n, len(batches)
+            )
+            workloads = set().union(*(by_zone[zone] for zone in batch))
+            zsel = sel(promql.under_zones(lab.query, batch), *self._workload_selector(workloads))
+            frame = self._names_frame(
+                self._ask(
+                    lambda extra, zs=zsel: promql.names(  # type: ignore[misc]
+                        zs(extra), seconds, lab.source, lab.query
+                    ),
+                    at,
+                    f"names under {len(batch)} candidate zones ({name} window)",
+                )
+            )
+            # The grouped fetch over-fetches (every workload x every zone): keep the pairs.
+            wanted = frame["name"].map(promql.zone_of)
+            keep = [
+                zone in by_zone and self._workload_key(src) in by_zone[zone]
+                for src, zone in zip(frame["source"], wanted, strict=True)
+            ]
+            parts.append(frame[keep])
+        return pd.concat(parts, ignore_index=True)
+
+    def _zone_batches(self, by_zone: dict[str, set[str]]) -> list[list[str]]:
+        """Candidate zones cut into grouped fetches of at most BATCH zones and about
+        VALUES_CHARS characters of zones and workloads in the selector (names() repeats it four
+        times; VictoriaMetrics refuses queries over 16 KB by default)."""
+        out: list[list[str]] = []
+        size, seen = 0, set[str]()
+        for zone in sorted(by_zone):
+            new = by_zone[zone] - seen
+            cost = len(regex_escape(zone)) + 1 + sum(len(regex_escape(w)) + 2 for w in new)
+            if out and len(out[-1]) < self.BATCH and size + cost <= self.VALUES_CHARS:
+                out[-1].append(zone)
+                size += cost
+                seen |= new
+            else:
+                out.append([zone])
+                size = len(regex_escape(zone)) + 1
+                size += sum(len(regex_escape(w)) + 2 for w in by_zone[zone])
+                seen = set(by_zone[zone])
+        return out
 
     def _shaped(self, at: float, sel: Callable[..., Callable[[list[str]], str]]) -> pd.DataFrame:
         """Long-window names passing the shape prefilter. The names are looked up once (label
@@ -546,6 +584,19 @@ class PrometheusSource:
 
 SCREEN = 1.5  # see _volume: below this many times its past median a source cannot alert
 SCREEN_STEP = 1800.0  # the screen's step: coarse, so one pass costs little per step
+
+
+def _run_all(jobs: dict[str, Callable[[], pd.DataFrame]], workers: int) -> dict[str, pd.DataFrame]:
+    """Run the jobs on up to `workers` threads; the first error is raised once all stopped
+    (jobs not started are cancelled)."""
+    if workers <= 1:
+        return {name: job() for name, job in jobs.items()}
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dnswatch-query")
+    futures = {name: pool.submit(job) for name, job in jobs.items()}
+    try:
+        return {name: f.result() for name, f in futures.items()}
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _batches(items: list[str], chars: int) -> list[list[str]]:
