@@ -178,3 +178,37 @@ def generalisation(seed: int = 21) -> Composite:
         250,
     )
     return comp
+
+
+def day_long(seed: int = 31) -> Composite:
+    """26 h of a small cluster: a plain-word leak too slow for the 6 h window (~16 names/h, so
+    ~100 in 6 h: info there) but ~370 over the day; beside it, benign pods a day window must not
+    page on: 400 hosts of one zone re-queried all day, and a service that meets ~60 new names of
+    its tenants' zone a day."""
+    c = Cluster(minutes=26 * 60, nodes=2, seed=seed)
+    rng = np.random.default_rng(seed)
+    comp = Composite(c)
+    common = ["api.github.com", "registry-1.docker.io", "sts.googleapis.com"]
+    c.pods.append(Pod("shop", "web-6d8f7b9c4-k2x7p", 0, 0, c.minutes, common, np.ones(3) / 3, 8))
+    hosts = [f"node-{i:03d}.fleet.hosts-example.net" for i in range(400)]
+    c.pods.append(
+        Pod("ops", "inventory-5c7d9f8b6-q4w2z", 1, 0, c.minutes, hosts, np.ones(400) / 400, 6)
+    )
+    tenants = Pod("saas", "router-7f9c8d6b5-m3n8r", 0, 0, c.minutes, common, np.ones(3) / 3, 4)
+    for m in range(0, c.minutes, 24):  # a new tenant name every 24 min, re-queried afterwards
+        name = f"tenant-{m // 24:03d}.apps.saas-example.com"
+        for k in range(m, c.minutes, 30):
+            tenants.extra.append((k, name, "A", 1))
+    c.pods.append(tenants)
+    src = add_incident(
+        c,
+        "slow_leak",
+        rng,
+        domain="d.day-leak.example",
+        at=60,
+        duration=24 * 60,
+        rate=0.27,
+        encoding="words",
+    )
+    comp.incidents["leak slower than the 6 h window"] = (src, "day-leak.example", 25 * 60 + 30)
+    return comp

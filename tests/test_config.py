@@ -45,3 +45,12 @@ def test_bounds_are_checked() -> None:
 def test_secrets_are_not_config_fields() -> None:
     fields = set(Config.model_fields["prometheus"].annotation.model_fields)  # type: ignore[union-attr]
     assert not {"token", "password", "bearer_token"} & fields
+
+
+def test_the_day_window_is_off_with_0_and_must_outlast_the_long_one(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("windows:\n  day: off\n")
+    assert load_config(f, environ={}).windows.day == 0
+    f.write_text("windows:\n  day: 3h\n")
+    with pytest.raises(ConfigError, match="day must be longer than long"):
+        load_config(f, environ={})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 
 import numpy as np
 import pandas as pd
@@ -271,3 +272,46 @@ def test_a_client_with_no_pod_identity_is_named_by_its_node(
     from watcher.window import source_name
 
     assert source_name(labels, ["source"]) == expected
+
+
+def _day(long: list[tuple[str, str, float]], day: list[tuple[str, str, float]]) -> Window:
+    base = window(long=long)
+    return dataclasses.replace(base, day_seconds=86400, day=frame(day))
+
+
+def _words(n: int, domain: str) -> list[str]:
+    return [f"{('alpha', 'delta', 'omega')[i % 3]}-{i}.{domain}." for i in range(n)]
+
+
+def test_a_day_of_one_off_plain_names_past_300_is_a_warning_where_six_hours_were_info() -> None:
+    names = _words(360, "slow.example")
+    w = _day([("app/a", n, 1) for n in names[:90]], [("app/a", n, 1) for n in names])
+    [f] = detect_subdomain_burst(w, CFG, RULES)
+    assert (f.severity, f.evidence["window"], f.evidence["distinct_names"]) == (
+        "warning",
+        "1d",
+        360,
+    )
+
+
+def test_the_day_window_pages_or_says_nothing() -> None:
+    names = _words(200, "slow.example")  # under 300: the long window's info is all there is
+    w = _day([("app/a", n, 1) for n in names[:40]], [("app/a", n, 1) for n in names])
+    [f] = detect_subdomain_burst(w, CFG, RULES)
+    assert (f.severity, f.evidence["window"]) == ("info", "6h")
+
+
+def test_hosts_re_queried_over_the_day_are_not_a_day_burst() -> None:
+    hosts = _words(400, "fleet.example")
+    w = _day([("ops/inv", n, 3) for n in hosts[:120]], [("ops/inv", n, 12) for n in hosts])
+    assert [f.severity for f in detect_subdomain_burst(w, CFG, RULES)] == ["info"]
+
+
+def test_encoded_names_over_the_day_need_the_long_windows_rate() -> None:
+    names = encoded(40, "drip.example")  # under 48 = 12 per 6 h over 24 h
+    w = _day([("app/a", n, 1) for n in names[:8]], [("app/a", n, 1) for n in names])
+    assert [f.is_alert for f in detect_subdomain_burst(w, CFG, RULES)] in ([], [False])
+    more = encoded(50, "drip.example")
+    w = _day([("app/a", n, 1) for n in more[:8]], [("app/a", n, 1) for n in more])
+    [f] = detect_subdomain_burst(w, CFG, RULES)
+    assert f.is_alert and f.evidence["window"] == "1d"

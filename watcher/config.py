@@ -29,6 +29,13 @@ from watcher.errors import ConfigError
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
 
 
+def _duration_or_off(value: str | int | float) -> float:
+    return 0.0 if value in (0, "0", "off") else parse_duration(value)
+
+
+SecondsOrOff = Annotated[float, BeforeValidator(_duration_or_off)]  # 0 or "off": turned off
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -85,6 +92,12 @@ class LabelsConfig(_Section):
 class WindowsConfig(_Section):
     short: Seconds = Field(600, description="Short window for fast tunnels and floods (10 min).")
     long: Seconds = Field(21600, description="Long window for low-and-slow leaks (6 h).")
+    day: SecondsOrOff = Field(
+        86400,
+        description="Day window for leaks slower than the long window can see (24 h): its "
+        "bursts alert or say nothing (no info). 0 turns it off; a history shorter than it "
+        "is read whole.",
+    )
     baseline: Seconds = Field(
         86400, description="History a source's volume is compared with (24 h before the scan)."
     )
@@ -97,6 +110,15 @@ class BurstConfig(_Section):
     )
     long_min_distinct: int = Field(
         150, ge=2, description="Distinct new names under one domain in the long window (slow leak)."
+    )
+    day_min_distinct: int = Field(
+        300,
+        ge=2,
+        description=(
+            "Distinct new names under one domain in the day window: a leak of 12.5 names/h, "
+            "half the long window's rate (150 in 6 h); encoded-looking names need "
+            "encoded_min_distinct scaled to the day (48), as suspicious_name already sees a few."
+        ),
     )
     encoded_min_distinct: int = Field(
         12,
@@ -452,6 +474,8 @@ class Config(BaseModel):
         w = self.windows
         if not w.step <= w.short <= w.long:
             raise ValueError("windows: need step <= short <= long")
+        if w.day and w.day <= w.long:
+            raise ValueError("windows: day must be longer than long (or 0: off)")
         if self.volume.smoothing > self.volume.recent:
             raise ValueError("volume: smoothing must not exceed recent")
         return self

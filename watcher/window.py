@@ -42,6 +42,9 @@ class Window:
     volume: pd.DataFrame  # index: bucket end (Unix s); columns: sources; values: queries per step
     complete: bool = True  # False: short/long hold only candidate (source, zone) pairs
     warnings: list[str] = field(default_factory=list)
+    # The day window (windows.day): names of the pairs that could alert over it; empty when off.
+    day_seconds: float = 0.0
+    day: pd.DataFrame = field(default_factory=empty_names)
 
 
 def shape_prefilter(label_length: int, name_length: int) -> str:

@@ -21,18 +21,24 @@ from watcher.findings import SEVERITY_RANK, Finding, Severity
 from watcher.window import Window
 
 
-def _judge(distinct: int, encoded: float, unique: float, base: int, cfg: Config) -> Severity | None:
+def _judge(
+    distinct: int,
+    encoded: float,
+    unique: float,
+    base: int,
+    cfg: Config,
+    encoded_min: int | None = None,
+) -> Severity | None:
     b = cfg.burst
+    least = encoded_min or b.encoded_min_distinct
     looks_encoded = encoded >= b.encoded_fraction
     # Tunnels use a fresh name per query; pollers repeat theirs. Repeating, plain names: no alert.
     if unique < b.min_unique_ratio and not looks_encoded:
         return "info" if distinct >= b.info_min_distinct else None
-    threshold = min(base, b.encoded_min_distinct) if looks_encoded else base
+    threshold = min(base, least) if looks_encoded else base
     if distinct >= threshold:
         critical_at = (
-            max(base, b.encoded_min_distinct * b.critical_factor)
-            if looks_encoded
-            else base * b.critical_factor
+            max(base, least * b.critical_factor) if looks_encoded else base * b.critical_factor
         )
         return "critical" if distinct >= critical_at else "warning"
     return "info" if distinct >= b.info_min_distinct else None
@@ -63,6 +69,7 @@ def _finding(
     window: Window,
     cfg: Config,
     extra: dict[str, Any],
+    encoded_min: int | None = None,
 ) -> Finding | None:
     label = human_duration(seconds)
     ev = group_evidence(
@@ -73,13 +80,15 @@ def _finding(
     if repeat < unique:
         ev["unique_ratio_long"] = round(repeat, 3)
         unique = repeat
-    severity = _judge(ev["distinct_names"], ev["encoded_fraction"], unique, base, cfg)
+    severity = _judge(ev["distinct_names"], ev["encoded_fraction"], unique, base, cfg, encoded_min)
     if severity is None:
         return None
-    plain = _judge(ev["distinct_names"], ev["encoded_fraction"], ev["unique_ratio"], base, cfg)
+    plain = _judge(
+        ev["distinct_names"], ev["encoded_fraction"], ev["unique_ratio"], base, cfg, encoded_min
+    )
     if severity == "info" and plain != "info":
         ev["why_not_alerted"] = (
-            f"names re-queried over {human_duration(window.long_seconds)} "
+            f"names re-queried over {human_duration(max(window.long_seconds, window.day_seconds))} "
             f"(distinct/queries {repeat:.2f}): hosts, not one-off chunks"
         )
     ev["threshold_distinct"] = base
@@ -118,35 +127,53 @@ def _keep(best: dict[tuple[str, str], Finding], finding: Finding | None) -> None
         best[key] = finding
 
 
+def _repeats(tables: list[pd.DataFrame], key: str) -> dict[tuple[str, str], float]:
+    """The lowest distinct/queries ratio of each pair over the long and the day windows."""
+    out: dict[tuple[str, str], float] = {}
+    for table in tables:
+        for pair, ratio in _long_unique(table, key).items():
+            out[pair] = min(ratio, out.get(pair, 1.0))
+    return out
+
+
 def detect_subdomain_burst(window: Window, cfg: Config, rules: DomainRules) -> list[Finding]:
-    least = min(cfg.burst.info_min_distinct, cfg.burst.encoded_min_distinct)
-    tables = {
-        "short": (
-            annotate(window.short, rules),
-            window.short_seconds,
-            cfg.burst.short_min_distinct,
-        ),
-        "long": (annotate(window.long, rules), window.long_seconds, cfg.burst.long_min_distinct),
-    }
-    long_table = tables["long"][0]
+    b = cfg.burst
+    least = min(b.info_min_distinct, b.encoded_min_distinct)
+    # (names, seconds, threshold, encoded threshold, alerts only)
+    tables: list[tuple[pd.DataFrame, float, int, int | None, bool]] = [
+        (annotate(window.short, rules), window.short_seconds, b.short_min_distinct, None, False),
+        (annotate(window.long, rules), window.long_seconds, b.long_min_distinct, None, False),
+    ]
+    if window.day_seconds > window.long_seconds and not window.day.empty:
+        tables.append(
+            (
+                annotate(window.day, rules),
+                window.day_seconds,
+                b.day_min_distinct,
+                day_encoded_min(cfg, window.day_seconds),
+                True,  # a day's worth of names: page or stay quiet, no info noise
+            )
+        )
+    long_tables = [t[0] for t in tables[1:]]
     per_pod: dict[tuple[str, str], Finding] = {}
-    repeats = _long_unique(long_table, "source")
-    for table, seconds, base in tables.values():
+    repeats = _repeats(long_tables, "source")
+    for table, seconds, base, enc_min, alerts_only in tables:
         if table.empty:
             continue
         for (source, domain), group in table.groupby(["source", "domain"], sort=False):
             if group["name"].nunique() < least:
                 continue
             repeat = repeats.get((str(source), str(domain)), 1.0)
-            _keep(
-                per_pod,
-                _finding(group, str(source), str(domain), seconds, base, repeat, window, cfg, {}),
+            found = _finding(
+                group, str(source), str(domain), seconds, base, repeat, window, cfg, {}, enc_min
             )
+            if found is not None and (found.is_alert or not alerts_only):
+                _keep(per_pod, found)
     # The same, per workload: only where no single pod of it already alerts for the domain.
     alerted = {(f.source, f.domain) for f in per_pod.values() if f.is_alert}
     per_workload: dict[tuple[str, str], Finding] = {}
-    wl_repeats = _long_unique(by_workload(long_table), "workload")
-    for table, seconds, base in tables.values():
+    wl_repeats = _repeats([by_workload(t) for t in long_tables], "workload")
+    for table, seconds, base, enc_min, _ in tables:
         for (workload, domain), group, pods in workload_groups(table, least):
             if any((p, domain) in alerted for p in pods):
                 continue
@@ -161,7 +188,19 @@ def detect_subdomain_burst(window: Window, cfg: Config, rules: DomainRules) -> l
                 window,
                 cfg,
                 workload_evidence(workload, pods, cfg.output.sample_names),
+                enc_min,
             )
             if found is not None and found.is_alert:
                 _keep(per_workload, found)
     return [*per_pod.values(), *per_workload.values()]
+
+
+def day_encoded_min(cfg: Config, day_seconds: float) -> int:
+    """Encoded-looking names needed over the day: the long window's minimum at the same rate."""
+    w, b = cfg.windows, cfg.burst
+    return max(b.encoded_min_distinct, round(b.encoded_min_distinct * day_seconds / w.long))
+
+
+def day_candidate_min(cfg: Config, day_seconds: float) -> int:
+    """The fewest distinct names a pair needs over the day to alert at all."""
+    return min(cfg.burst.day_min_distinct, day_encoded_min(cfg, day_seconds))

@@ -213,13 +213,16 @@ class MetricsFileSource:
         step = cfg.windows.step
         buckets = int(cfg.windows.baseline // step)
         short_from, long_from = at - cfg.windows.short, at - cfg.windows.long
+        day_from = at - max(cfg.windows.day, cfg.windows.long)
         base_from = at - buckets * step
         # Per series: (source, name kept for the windows or "", last value, last time).
         series: dict[str, list[Any]] = {}
         short: dict[tuple[str, str], float] = {}
         long: dict[tuple[str, str], float] = {}
+        day: dict[tuple[str, str], float] = {}
         volume: dict[str, np.ndarray] = {}
         disordered = 0
+        first_t = at
         for block, labels, value, stamp in samples(self.path, lab.metric, Survey()):
             t = stamp / scale if history else at
             if t > at:
@@ -230,6 +233,7 @@ class MetricsFileSource:
                 name = normalize(labels.get(lab.query, ""))
                 keep = name if name and not self._in_cluster(name) else ""
                 state = series[block] = [source, keep, None, -np.inf]
+            first_t = min(first_t, t)
             prev, prev_t = state[2], state[3]
             if t < prev_t:
                 disordered += 1  # a history must list each series' samples in time order
@@ -241,11 +245,13 @@ class MetricsFileSource:
             if delta <= 0:
                 continue
             source, keep = state[0], state[1]
-            if keep and t > long_from:
+            if keep and t > day_from:
                 pair = (source, keep)
-                long[pair] = long.get(pair, 0.0) + delta
-                if t > short_from:
-                    short[pair] = short.get(pair, 0.0) + delta
+                day[pair] = day.get(pair, 0.0) + delta
+                if t > long_from:
+                    long[pair] = long.get(pair, 0.0) + delta
+                    if t > short_from:
+                        short[pair] = short.get(pair, 0.0) + delta
             if history and t > base_from:
                 # Bucket ending at `at - k * step` that holds t (the Prometheus source's steps).
                 k = int(np.floor((at - t) / step))
@@ -265,6 +271,9 @@ class MetricsFileSource:
             # A source's steps before its first activity are unknown, not zero (as from PromQL).
             vol = vol.mask(vol.cumsum() == 0)
         long_frame = _frame(long)
+        span = min(cfg.windows.day, at - first_t) if history and cfg.windows.day else 0.0
+        if span <= cfg.windows.long:
+            day.clear()
         return Window(
             at=at,
             short_seconds=cfg.windows.short,
@@ -278,6 +287,10 @@ class MetricsFileSource:
             volume=vol,
             complete=True,
             warnings=warnings,
+            # The day window as far as the history reaches; none where that is no longer
+            # than the long window.
+            day_seconds=span if span > cfg.windows.long else 0.0,
+            day=_frame(day) if span > cfg.windows.long else empty_names(),
         )
 
     def _in_cluster(self, name: str) -> bool:

@@ -25,6 +25,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from watcher.config import LABELS_CONTEXT, SOURCE_CONTEXT, Config, with_source_labels
+from watcher.detect.burst import day_candidate_min
 from watcher.domains import DomainRules, normalize
 from watcher.errors import ConfigError, MissingDataError, RefusedError, SourceError
 from watcher.progress import QUIET
@@ -262,7 +263,9 @@ class PrometheusSource:
         def span_names(name: str, seconds: float) -> pd.DataFrame:
             return self._span_names(name, seconds, at, sel, rules, min_distinct)
 
-        # Four independent chains of queries. Prometheus evaluates each query on one core, so
+        day = cfg.windows.day
+
+        # Independent chains of queries. Prometheus evaluates each query on one core, so
         # up to prometheus.parallel_queries of them run at once; the longest are started first.
         jobs: dict[str, Callable[[], pd.DataFrame]] = {
             "volume": lambda: self._volume(at),
@@ -270,6 +273,10 @@ class PrometheusSource:
             "short": lambda: span_names("short", cfg.windows.short),
             "shaped": lambda: self._shaped(at, sel),
         }
+        if day:
+            jobs["day"] = lambda: self._span_names(
+                "day", day, at, sel, rules, day_candidate_min(cfg, day), now=True
+            )
         show("counting distinct names per source and zone, fetching candidates", 2, 5)
         got = _run_all(jobs, cfg.prometheus.parallel_queries)
         self.progress.finish()
@@ -284,6 +291,8 @@ class PrometheusSource:
             volume=got["volume"],
             complete=False,
             warnings=warnings,
+            day_seconds=day,
+            day=got.get("day", empty_names()),
         )
 
     def _span_names(
@@ -294,13 +303,14 @@ class PrometheusSource:
         sel: Callable[..., Callable[[list[str]], str]],
         rules: DomainRules,
         min_distinct: int,
+        now: bool = False,
     ) -> pd.DataFrame:
         """Names of the (workload, zone) pairs with enough distinct names in one window: counted
         in PromQL, then fetched for the candidates only."""
         lab = self.cfg.labels
         base = sel()
         counts = self._ask(
-            lambda extra: promql.zone_counts(base(extra), seconds, lab.source, lab.query),
+            lambda extra: promql.zone_counts(base(extra), seconds, lab.source, lab.query, now),
             at,
             f"distinct names per source and zone ({name} window)",
         )

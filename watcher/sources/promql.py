@@ -90,15 +90,20 @@ def by(labels: Iterable[str]) -> str:
     return ", ".join(labels)
 
 
-def zone_counts(sel: str, seconds: float, source_labels: list[str], query_label: str) -> str:
+def zone_counts(
+    sel: str, seconds: float, source_labels: list[str], query_label: str, now: bool = False
+) -> str:
     """Distinct names queried per (workload, zone) in the span: the pods of one workload together
     (a leak spread over replicas is one channel), and a superset of each pod's own count, so a
     workload's pods are candidates whenever one of them is. The workload is the last source
-    label with its pod suffix cut (WORKLOAD_REGEX, as window.workload_of does)."""
+    label with its pod suffix cut (WORKLOAD_REGEX, as window.workload_of does). `now`: from
+    instant comparisons (activity_now), for the day window: no range selector reads a day of
+    samples of every series; pods deleted since are missed there (the long window sees them)."""
     last = source_labels[-1]
+    act = activity_now(sel, seconds) if now else activity(sel, seconds)
     keys = by([*source_labels[:-1], "dnswatch_workload", "dnswatch_zone"])
     zoned = (
-        f'label_replace(label_replace({activity(sel, seconds)}, "dnswatch_zone", "$1", '
+        f'label_replace(label_replace({act}, "dnswatch_zone", "$1", '
         f"{promql_string(query_label)}, {promql_string(ZONE_REGEX)}), "
         f'"dnswatch_workload", "$1", {promql_string(last)}, {promql_string(WORKLOAD_REGEX)})'
     )
