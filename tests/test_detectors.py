@@ -11,7 +11,7 @@ import pytest
 
 from watcher.config import load_config
 from watcher.detect import detect_all, rules_for
-from watcher.detect.burst import detect_subdomain_burst
+from watcher.detect.burst import day_history_needed, detect_subdomain_burst
 from watcher.detect.names import detect_suspicious_name
 from watcher.detect.volume import detect_high_volume
 from watcher.window import Window, apply_prefilter, empty_names, workload_of
@@ -315,3 +315,8 @@ def test_encoded_names_over_the_day_need_the_long_windows_rate() -> None:
     w = _day([("app/a", n, 1) for n in more[:8]], [("app/a", n, 1) for n in more])
     [f] = detect_subdomain_burst(w, CFG, RULES)
     assert f.is_alert and f.evidence["window"] == "1d"
+
+
+def test_the_day_window_is_read_only_past_twelve_hours_of_history() -> None:
+    # Over 12 h its 300 names are the long window's rate (150 per 6 h): nothing more to see.
+    assert day_history_needed(CFG) == 12 * 3600

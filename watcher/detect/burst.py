@@ -201,6 +201,15 @@ def day_encoded_min(cfg: Config, day_seconds: float) -> int:
     return max(b.encoded_min_distinct, round(b.encoded_min_distinct * day_seconds / w.long))
 
 
+def day_history_needed(cfg: Config) -> float:
+    """History the day window needs to see a leak the long window misses (12 h by default):
+    over less, its threshold is the long window's rate or above, so it adds nothing. 0: off."""
+    w, b = cfg.windows, cfg.burst
+    if not w.day:
+        return 0.0
+    return max(w.long, w.day * b.long_min_distinct / b.day_min_distinct)
+
+
 def day_candidate_min(cfg: Config, day_seconds: float) -> int:
     """The fewest distinct names a pair needs over the day to alert at all."""
     return min(cfg.burst.day_min_distinct, day_encoded_min(cfg, day_seconds))

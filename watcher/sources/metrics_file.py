@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from watcher.config import LABELS_CONTEXT, SOURCE_CONTEXT, Config, with_source_labels
+from watcher.detect.burst import day_history_needed
 from watcher.domains import normalize
 from watcher.errors import MissingDataError, SourceError
 from watcher.sources.prometheus import HELM_HINT
@@ -272,7 +273,8 @@ class MetricsFileSource:
             vol = vol.mask(vol.cumsum() == 0)
         long_frame = _frame(long)
         span = min(cfg.windows.day, at - first_t) if history and cfg.windows.day else 0.0
-        if span <= cfg.windows.long:
+        if span <= day_history_needed(cfg):  # the long window sees as much (see there)
+            span = 0.0
             day.clear()
         return Window(
             at=at,
@@ -287,10 +289,9 @@ class MetricsFileSource:
             volume=vol,
             complete=True,
             warnings=warnings,
-            # The day window as far as the history reaches; none where that is no longer
-            # than the long window.
-            day_seconds=span if span > cfg.windows.long else 0.0,
-            day=_frame(day) if span > cfg.windows.long else empty_names(),
+            # The day window as far as the history reaches; none where that adds nothing.
+            day_seconds=span,
+            day=_frame(day) if span else empty_names(),
         )
 
     def _in_cluster(self, name: str) -> bool:

@@ -25,7 +25,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from watcher.config import LABELS_CONTEXT, SOURCE_CONTEXT, Config, with_source_labels
-from watcher.detect.burst import day_candidate_min
+from watcher.detect.burst import day_candidate_min, day_history_needed
 from watcher.domains import DomainRules, normalize
 from watcher.errors import ConfigError, MissingDataError, RefusedError, SourceError
 from watcher.progress import QUIET
@@ -263,7 +263,9 @@ class PrometheusSource:
         def span_names(name: str, seconds: float) -> pd.DataFrame:
             return self._span_names(name, seconds, at, sel, rules, min_distinct)
 
-        day = cfg.windows.day
+        # The day window only where the history reaches back far enough for it to see what the
+        # long window cannot (burst.day_history_needed; a 7 h history: no).
+        day = cfg.windows.day if self._reaches_back(at, day_history_needed(cfg)) else 0.0
 
         # Independent chains of queries. Prometheus evaluates each query on one core, so
         # up to prometheus.parallel_queries of them run at once; the longest are started first.
@@ -294,6 +296,23 @@ class PrometheusSource:
             day_seconds=day,
             day=got.get("day", empty_names()),
         )
+
+    def _reaches_back(self, at: float, seconds: float) -> bool:
+        """Whether the metric has series older than `seconds` before `at` (label names of the
+        series in [at - day, at - seconds]: an index lookup, no samples read). Unsure: yes."""
+        if not seconds:
+            return False
+        lab = self.cfg.labels
+        params = {
+            "match[]": lab.metric,
+            "start": f"{at - self.cfg.windows.day:.3f}",
+            "end": f"{at - seconds:.3f}",
+        }
+        try:
+            found = self._call(self.client.get_label_names, params=params)
+        except SourceError:
+            return True
+        return lab.query in {str(name) for name in found}
 
     def _span_names(
         self,
@@ -330,7 +349,7 @@ class PrometheusSource:
             frame = self._names_frame(
                 self._ask(
                     lambda extra, zs=zsel: promql.names(  # type: ignore[misc]
-                        zs(extra), seconds, lab.source, lab.query
+                        zs(extra), seconds, lab.source, lab.query, now
                     ),
                     at,
                     f"names under {len(batch)} candidate zones ({name} window)",

@@ -115,9 +115,13 @@ def with_host(source_labels: list[str]) -> list[str]:
     return [*source_labels, *HOST_LABELS]
 
 
-def names(sel: str, seconds: float, source_labels: list[str], query_label: str) -> str:
-    """Queries per (source, name) in the span (per node too: see window.source_name)."""
-    return f"sum by ({by(with_host(source_labels))}, {query_label}) ({activity(sel, seconds)})"
+def names(
+    sel: str, seconds: float, source_labels: list[str], query_label: str, now: bool = False
+) -> str:
+    """Queries per (source, name) in the span (per node too: see window.source_name). `now`:
+    by instant comparisons, as zone_counts(now=True)."""
+    act = activity_now(sel, seconds) if now else activity(sel, seconds)
+    return f"sum by ({by(with_host(source_labels))}, {query_label}) ({act})"
 
 
 def volume(sel: str, step: float, source_labels: list[str]) -> str:
