@@ -90,6 +90,7 @@ class Survey:
     seen_any: bool = False
     samples: int = 0
     latest: float | None = None
+    earliest: float | None = None
     all_stamped: bool = True
     has_query: bool = False
     has_label: dict[str, bool] = field(default_factory=dict)
@@ -133,8 +134,11 @@ def samples(
         survey.samples += 1
         if stamp != stamp:  # NaN: a scrape without timestamps
             survey.all_stamped = False
-        elif survey.latest is None or stamp > survey.latest:
-            survey.latest = stamp
+        else:
+            if survey.latest is None or stamp > survey.latest:
+                survey.latest = stamp
+            if survey.earliest is None or stamp < survey.earliest:
+                survey.earliest = stamp
         yield block, labels, value, stamp
 
 
@@ -214,7 +218,14 @@ class MetricsFileSource:
         step = cfg.windows.step
         buckets = int(cfg.windows.baseline // step)
         short_from, long_from = at - cfg.windows.short, at - cfg.windows.long
-        day_from = at - max(cfg.windows.day, cfg.windows.long)
+        # The day window as far as the history reaches; none where that adds nothing to the
+        # long window (burst.day_history_needed), and then no per-sample work for it either.
+        span = 0.0
+        if history and cfg.windows.day and survey.earliest is not None:
+            span = min(cfg.windows.day, at - survey.earliest / scale)
+            if span <= day_history_needed(cfg):
+                span = 0.0
+        day_from = at - span if span else long_from
         base_from = at - buckets * step
         # Per series: (source, name kept for the windows or "", last value, last time).
         series: dict[str, list[Any]] = {}
@@ -223,7 +234,6 @@ class MetricsFileSource:
         day: dict[tuple[str, str], float] = {}
         volume: dict[str, np.ndarray] = {}
         disordered = 0
-        first_t = at
         for block, labels, value, stamp in samples(self.path, lab.metric, Survey()):
             t = stamp / scale if history else at
             if t > at:
@@ -234,7 +244,6 @@ class MetricsFileSource:
                 name = normalize(labels.get(lab.query, ""))
                 keep = name if name and not self._in_cluster(name) else ""
                 state = series[block] = [source, keep, None, -np.inf]
-            first_t = min(first_t, t)
             prev, prev_t = state[2], state[3]
             if t < prev_t:
                 disordered += 1  # a history must list each series' samples in time order
@@ -248,7 +257,8 @@ class MetricsFileSource:
             source, keep = state[0], state[1]
             if keep and t > day_from:
                 pair = (source, keep)
-                day[pair] = day.get(pair, 0.0) + delta
+                if span:
+                    day[pair] = day.get(pair, 0.0) + delta
                 if t > long_from:
                     long[pair] = long.get(pair, 0.0) + delta
                     if t > short_from:
@@ -272,10 +282,6 @@ class MetricsFileSource:
             # A source's steps before its first activity are unknown, not zero (as from PromQL).
             vol = vol.mask(vol.cumsum() == 0)
         long_frame = _frame(long)
-        span = min(cfg.windows.day, at - first_t) if history and cfg.windows.day else 0.0
-        if span <= day_history_needed(cfg):  # the long window sees as much (see there)
-            span = 0.0
-            day.clear()
         return Window(
             at=at,
             short_seconds=cfg.windows.short,
@@ -289,7 +295,6 @@ class MetricsFileSource:
             volume=vol,
             complete=True,
             warnings=warnings,
-            # The day window as far as the history reaches; none where that adds nothing.
             day_seconds=span,
             day=_frame(day) if span else empty_names(),
         )

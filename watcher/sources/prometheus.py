@@ -368,20 +368,20 @@ class PrometheusSource:
         """Candidate zones cut into grouped fetches of at most BATCH zones and about
         VALUES_CHARS characters of zones and workloads in the selector (names() repeats it four
         times; VictoriaMetrics refuses queries over 16 KB by default)."""
+
+        def chars(zone: str, workloads: set[str]) -> int:
+            return len(regex_escape(zone)) + 1 + sum(len(regex_escape(w)) + 2 for w in workloads)
+
         out: list[list[str]] = []
         size, seen = 0, set[str]()
         for zone in sorted(by_zone):
-            new = by_zone[zone] - seen
-            cost = len(regex_escape(zone)) + 1 + sum(len(regex_escape(w)) + 2 for w in new)
+            cost = chars(zone, by_zone[zone] - seen)
             if out and len(out[-1]) < self.BATCH and size + cost <= self.VALUES_CHARS:
                 out[-1].append(zone)
-                size += cost
-                seen |= new
+                size, seen = size + cost, seen | by_zone[zone]
             else:
                 out.append([zone])
-                size = len(regex_escape(zone)) + 1
-                size += sum(len(regex_escape(w)) + 2 for w in by_zone[zone])
-                seen = set(by_zone[zone])
+                size, seen = chars(zone, by_zone[zone]), set(by_zone[zone])
         return out
 
     def _shaped(self, at: float, sel: Callable[..., Callable[[list[str]], str]]) -> pd.DataFrame:
