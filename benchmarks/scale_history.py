@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -142,16 +143,49 @@ def _esc(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
+def span(hours: float = 7.0, end: int | None = None) -> tuple[int, int]:
+    """The history's first and last sample times (the last on a whole hour)."""
+    end = end if end is not None else 1_780_000_000 - 1_780_000_000 % 3600
+    return end - int(hours * 60) * SCRAPE, end
+
+
+def slices(count: int, hours: float = 7.0, block: int = 7200) -> list[tuple[int, int]]:
+    """Up to `count` time slices of about equal length, cut on `block` boundaries (promtool's
+    2 h blocks), so slices back-filled one after another never write overlapping blocks."""
+    start, end = span(hours)
+    cuts = [t for t in range(start - start % block + block, end + 1, block) if start < t < end]
+    chosen = sorted(
+        {
+            min(cuts, key=lambda t: abs(t - (start + i * (end - start) / count)))
+            for i in range(1, count)
+        }
+        if cuts
+        else set()
+    )
+    edges = [start, *chosen, end + 1]
+    return list(pairwise(edges))
+
+
 def write(
-    path: Path, series: int, hours: float = 7.0, seed: int = 3, end: int | None = None
+    path: Path,
+    series: int,
+    hours: float = 7.0,
+    seed: int = 3,
+    end: int | None = None,
+    part: tuple[int, int] | None = None,
 ) -> dict:
-    """Write the OpenMetrics history (series by series) and its metadata; returns the metadata."""
+    """Write the OpenMetrics history (series by series) and its metadata; returns the metadata.
+    `part` = (since, until): only the samples stamped in [since, until), so a history bigger
+    than the disk can be written and back-filled a time slice at a time; the metadata (series,
+    samples) is the whole history's whatever the part."""
     pods, meta, minutes = build(series, hours, seed)
     rng = np.random.default_rng(seed + 1)
-    end = end if end is not None else 1_780_000_000 - 1_780_000_000 % 3600
-    start = end - minutes * SCRAPE
+    start, end = span(hours, end)
     stamps = [f" {start + (m + 1) * SCRAPE}\n" for m in range(minutes)]
     restart_node, restart_at = meta["restart"]["node"], meta["restart"]["minute"]  # type: ignore[index]
+    since, until = part or (start, end + 1)
+    # Minutes whose sample (stamped at the minute's end) falls in the part.
+    lo, hi = max(0, -(-(since - start) // SCRAPE) - 1), max(0, -(-(until - start) // SCRAPE) - 1)
     n_series = samples = 0
     with open(path, "w", encoding="utf-8") as out:
         out.write(f"# HELP {METRIC[:-6]} Number of DNS queries observed\n")
@@ -199,14 +233,15 @@ def write(
                     f'rcode="",{src}}} '
                 )
                 idx = np.nonzero(present)[0]
+                n_series += 1
+                samples += len(idx)
+                idx = idx[(idx >= lo) & (idx < hi)]
                 vals = values[idx].tolist()
                 out.write(
                     "".join(
                         [head + str(v) + stamps[m] for v, m in zip(vals, idx.tolist(), strict=True)]
                     )
                 )
-                n_series += 1
-                samples += len(vals)
         out.write("# EOF\n")
     meta.update(
         {"series_written": n_series, "samples": samples, "start": start, "end": end, "at": end}
