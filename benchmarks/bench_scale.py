@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -181,15 +183,31 @@ def judge(findings: list[dict[str, Any]], incidents: dict[str, Any]) -> tuple[li
 
 
 def measure(
-    n: int, work: Path, file_max: int, naive_limit: float, naive_max: int, slices: int = 1
+    n: int,
+    work: Path,
+    file_max: int,
+    naive_limit: float,
+    naive_max: int,
+    slices: int = 1,
+    flags: tuple[str, ...] = (),
+    reuse: Path | None = None,
+    keep: Path | None = None,
 ) -> dict[str, Any]:
     hist = work / "history.om"
     data = work / "data"
     write_s = backfill_s = 0.0
     size = 0
+    if reuse:  # a history back-filled by an earlier run: its blocks, linked (Prometheus
+        # compacts the copy, never the kept blocks), and its metadata
+        data.mkdir()
+        for block in reuse.iterdir():
+            if block.is_dir():
+                shutil.copytree(block, data / block.name, copy_function=os.link)
+        meta = json.loads((reuse / "history.om.json").read_text())
+        slices = 0  # no file to scan
     # A history bigger than the disk is written and back-filled a time slice at a time
     # (promtool adds each slice's blocks to the same data directory).
-    for part in scale_history.slices(slices):
+    for part in scale_history.slices(slices) if slices else []:
         t0 = time.perf_counter()
         meta = scale_history.write(hist, n, part=part if slices > 1 else None)
         write_s += time.perf_counter() - t0
@@ -208,6 +226,12 @@ def measure(
             capture_output=True,
         )
         backfill_s += time.perf_counter() - t0
+        if keep:
+            keep.mkdir(parents=True, exist_ok=True)
+            shutil.copy(str(hist) + ".json", keep / "history.om.json")
+            for block in data.iterdir():
+                if block.is_dir() and not (keep / block.name).exists():
+                    shutil.copytree(block, keep / block.name, copy_function=os.link)
         if slices > 1:
             hist.unlink()
     at = float(meta["at"])
@@ -215,11 +239,12 @@ def measure(
         "series": meta["series_written"],
         "pods": meta["pods"],
         "samples": meta["samples"],
-        "history_gb": round(size / 1e9, 2),
+        "history_gb": round(size / 1e9, 2) if size else None,
+        "prometheus_flags": " ".join(flags),
         "write_s": round(write_s, 1),
         "backfill_s": round(backfill_s, 1),
     }
-    server = PrometheusServer(work, None)
+    server = PrometheusServer(work, None, flags=list(flags))
     try:
         for expr, span in FLOOR.values():  # warm the caches once, as for every measurement
             timed_query(server.url, expr, at, span)
@@ -276,7 +301,7 @@ def measure(
         row["prometheus_rss_mib"] = round(int(hwm.split()[1]) / 1024, 1)
     finally:
         server.stop()
-    if meta["series_written"] <= file_max and slices == 1:
+    if meta["series_written"] <= file_max and slices == 1 and hist.exists():
         f = child(WATCHER, ["scan", "--metrics-file", str(hist), "--format", "json"], 3600)
         row["file_s"] = f["wall_s"]
         row["file_rss_mib"] = f.get("rss_mib")
@@ -318,16 +343,36 @@ def main() -> None:
     ap.add_argument(
         "--slices", type=int, default=1, help="write and back-fill the history in time slices"
     )
+    ap.add_argument(
+        "--max-samples",
+        type=int,
+        default=0,
+        help="Prometheus's --query.max-samples (0: its default, 50M; the floor's 24 h range "
+        "query needs more at 1M series)",
+    )
+    ap.add_argument("--keep", default=None, help="keep the back-filled blocks here (one size)")
+    ap.add_argument("--data", default=None, help="reuse blocks kept by --keep (one size)")
     ap.add_argument("--workdir", default=None, help="where histories go (GBs; default /tmp)")
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "bench_scale.json"))
     args = ap.parse_args()
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # Prometheus opens many blocks
+    flags = (f"--query.max-samples={args.max_samples}",) if args.max_samples else ()
     rows = []
     for n in [int(s) for s in args.sizes.split(",")]:
         with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
             rows.append(
-                measure(n, Path(tmp), args.file_max, args.naive_limit, args.naive_max, args.slices)
+                measure(
+                    n,
+                    Path(tmp),
+                    args.file_max,
+                    args.naive_limit,
+                    args.naive_max,
+                    args.slices,
+                    flags,
+                    Path(args.data) if args.data else None,
+                    Path(args.keep) if args.keep else None,
+                )
             )
         print(f"done: {json.dumps(rows[-1])}", file=sys.stderr, flush=True)
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

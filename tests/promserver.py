@@ -34,12 +34,16 @@ def free_port() -> int:
 
 class PrometheusServer:
     def __init__(
-        self, workdir: Path, history: str | None, scrape: dict[str, str] | None = None
+        self,
+        workdir: Path,
+        history: str | None,
+        scrape: dict[str, str] | None = None,
+        flags: list[str] | None = None,
     ) -> None:
         """`scrape`: job name -> host:port, scraped every second (honor_labels, as for a
-        Pushgateway)."""
+        Pushgateway). `flags`: extra command-line flags (limits)."""
         self.workdir = workdir
-        self.flags: list[str] = []  # extra command-line flags (limits), set before start()
+        self.flags: list[str] = list(flags or [])  # changed before a restart by some tests
         self.data = workdir / "data"
         self.data.mkdir(parents=True, exist_ok=True)
         if history is not None:
