@@ -192,6 +192,8 @@ def measure(
     flags: tuple[str, ...] = (),
     reuse: Path | None = None,
     keep: Path | None = None,
+    timeout: str = "",
+    warm: bool = True,
 ) -> dict[str, Any]:
     hist = work / "history.om"
     data = work / "data"
@@ -246,8 +248,8 @@ def measure(
     }
     server = PrometheusServer(work, None, flags=list(flags))
     try:
-        for expr, span in FLOOR.values():  # warm the caches once, as for every measurement
-            timed_query(server.url, expr, at, span)
+        for expr, span in FLOOR.values() if warm else ():  # warm the caches once, as for
+            timed_query(server.url, expr, at, span)  # every measurement
         floor = {k: timed_query(server.url, e, at, s) for k, (e, s) in FLOOR.items()}
         row["floor_s"] = round(sum(floor.values()), 2)
         row["floor_parts_s"] = {k: round(v, 2) for k, v in floor.items()}
@@ -257,17 +259,27 @@ def measure(
             list(pool.map(lambda es: timed_query(server.url, es[0], at, es[1]), FLOOR.values()))
         row["floor_parallel_s"] = round(time.perf_counter() - t0, 2)
         scan = ["scan", "--prometheus-url", server.url, "--at", str(int(at)), "--format", "json"]
-        child(WATCHER, scan, 1800)  # warm
-        w = child(WATCHER, scan, 1800)
+        if timeout:  # the client waits as long as the server may take (prometheus.timeout)
+            (work / "timeout.yaml").write_text(f"prometheus:\n  timeout: {timeout}\n")
+            scan += ["--config", str(work / "timeout.yaml")]
+        if warm:
+            child(WATCHER, scan, 3600)
+        w = child(WATCHER, scan, 3600)
+        row["warm"] = warm
         row["watcher_s"] = w["wall_s"]
         row["watcher_rss_mib"] = w.get("rss_mib")
         row["watcher_http_s"] = w.get("http_s")
         row["watcher_vs_floor"] = round(w["wall_s"] / row["floor_s"], 2)
-        serial = work / "serial.yaml"
-        serial.write_text("prometheus:\n  parallel_queries: 1\n")
-        w1 = child(WATCHER, [*scan, "--config", str(serial)], 1800)
-        row["watcher_serial_s"] = w1["wall_s"]
-        row["serial_vs_floor"] = round(w1["wall_s"] / row["floor_s"], 2)
+        if warm:
+            serial = work / "serial.yaml"
+            serial.write_text(
+                "prometheus:\n  parallel_queries: 1\n"
+                + (f"  timeout: {timeout}\n" if timeout else "")
+            )
+            cut = scan[: scan.index("--config")] if timeout else scan
+            w1 = child(WATCHER, [*cut, "--config", str(serial)], 3600)
+            row["watcher_serial_s"] = w1["wall_s"]
+            row["serial_vs_floor"] = round(w1["wall_s"] / row["floor_s"], 2)
         if w["ok"]:
             report = json.loads(w["stdout"])
             found, other = judge(report["findings"], meta["incidents"])
@@ -350,6 +362,16 @@ def main() -> None:
         help="Prometheus's --query.max-samples (0: its default, 50M; the floor's 24 h range "
         "query needs more at 1M series)",
     )
+    ap.add_argument(
+        "--query-timeout",
+        default="",
+        help="Prometheus's --query.timeout, and the scan's prometheus.timeout (e.g. 10m)",
+    )
+    ap.add_argument(
+        "--cold",
+        action="store_true",
+        help="no warm-up runs and no serial scan (sizes where each query takes minutes)",
+    )
     ap.add_argument("--keep", default=None, help="keep the back-filled blocks here (one size)")
     ap.add_argument("--data", default=None, help="reuse blocks kept by --keep (one size)")
     ap.add_argument("--workdir", default=None, help="where histories go (GBs; default /tmp)")
@@ -358,6 +380,8 @@ def main() -> None:
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # Prometheus opens many blocks
     flags = (f"--query.max-samples={args.max_samples}",) if args.max_samples else ()
+    if args.query_timeout:
+        flags += (f"--query.timeout={args.query_timeout}",)
     rows = []
     for n in [int(s) for s in args.sizes.split(",")]:
         with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
@@ -372,6 +396,8 @@ def main() -> None:
                     flags,
                     Path(args.data) if args.data else None,
                     Path(args.keep) if args.keep else None,
+                    args.query_timeout,
+                    not args.cold,
                 )
             )
         print(f"done: {json.dumps(rows[-1])}", file=sys.stderr, flush=True)
