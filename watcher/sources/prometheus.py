@@ -78,6 +78,9 @@ class PrometheusSource:
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         retry = Retry(
             total=p.retries,
+            # A query that outlasted the timeout once will again, and Prometheus goes on
+            # evaluating the abandoned one: not retried but split (RefusedError -> _ask).
+            read=False,
             backoff_factor=0.5,
             status_forcelist=(502, 503, 504),
             allowed_methods=frozenset({"GET", "POST"}),
@@ -134,11 +137,13 @@ class PrometheusSource:
 
     def _timeout_message(self, exc: Exception) -> str:
         p = self.cfg.prometheus
-        tries = p.retries + 1
-        what = "connection" if _connect_timeout(exc) else "answer"
+        if _connect_timeout(exc):
+            tries = p.retries + 1
+            what = f"no connection within {p.timeout:g}s ({tries} tr{'y' if tries == 1 else 'ies'})"
+        else:
+            what = f"no answer within {p.timeout:g}s (not retried: it would be as slow again)"
         return (
-            f"Prometheus at {self.url} timed out: no {what} within {p.timeout:g}s "
-            f"({tries} tr{'y' if tries == 1 else 'ies'}); a slow or overloaded server: raise "
+            f"Prometheus at {self.url} timed out: {what}; a slow or overloaded server: raise "
             "--timeout (prometheus.timeout) or scan a smaller cluster"
         )
 
