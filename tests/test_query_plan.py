@@ -6,6 +6,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -91,3 +92,24 @@ def test_one_query_at_a_time_or_two_at_once_the_scan_reports_the_same(
         )
 
     assert key(one) == key(two) and any(f["severity"] != "info" for f in two["findings"])
+
+
+def test_recent_peaks_in_numpy_equal_pandas_rolling_means_split_parts_added() -> None:
+    """The volume screen's per-source peaks (numpy, every source of the cluster) are exactly
+    pandas' rolling(span, min_periods=1) mean of the per-step counts, parts of a split query
+    (one source in several rows, steps missing here and there) added by step first."""
+    src = _source()
+    rng = np.random.default_rng(7)
+    rows = []
+    for i in range(300):
+        steps = np.sort(rng.choice(np.arange(10) * 300.0 + 1e9, int(rng.integers(1, 8)), False))
+        values = [[t, str(float(rng.integers(0, 1000)))] for t in steps]
+        rows.append({"metric": {"source": f"ns/pod-{i % 200}"}, "values": values})
+    for span in (1, 2, 3):
+        got = src._peaks(rows, span, 300.0)
+        want = {
+            s: float(r.rolling(span, min_periods=1).mean().max()) / 300.0
+            for s, r in src._series(rows).items()
+        }
+        assert got.keys() == want.keys() and len(want) == 200
+        assert all(got[s] == pytest.approx(want[s], rel=1e-12) for s in want)

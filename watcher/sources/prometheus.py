@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import orjson
 import pandas as pd
 import requests
 import urllib3
@@ -164,7 +166,9 @@ class PrometheusSource:
             raise PrometheusApiClientException(
                 f"HTTP Status Code {response.status_code} ({response.content!r})"
             )
-        result = response.json()["data"]["result"]
+        # orjson from the bytes: no decoded copy of a big answer's text beside its objects
+        # (a 1M-series scan's zone counts are ~80k rows), and about 3x faster.
+        result = orjson.loads(response.content)["data"]["result"]
         return result if isinstance(result, list) else []
 
     def query(self, expr: str, at: float) -> list[dict[str, Any]]:
@@ -530,18 +534,14 @@ class PrometheusSource:
         cfg, lab, v = self.cfg, self.cfg.labels, self.cfg.volume
         step = cfg.windows.step
         # Volume counts all of a source's DNS, cluster domain included.
-        recent = self._series(
-            self._ask(
-                lambda extra: promql.volume(promql.selector(lab.metric, extra), step, lab.source),
-                at,
-                "recent query volume",
-                (at - v.recent + step, step),
-            )
+        recent = self._ask(
+            lambda extra: promql.volume(promql.selector(lab.metric, extra), step, lab.source),
+            at,
+            "recent query volume",
+            (at - v.recent + step, step),
         )
-        span = max(1, round(v.smoothing / step))
-        peaks = {
-            s: float(r.rolling(span, min_periods=1).mean().max()) / step for s, r in recent.items()
-        }
+        peaks = self._peaks(recent, max(1, round(v.smoothing / step)), step)
+        del recent
         busy = {s for s, p in peaks.items() if p >= v.min_rate}
         if not busy:
             return pd.DataFrame()
@@ -581,6 +581,31 @@ class PrometheusSource:
             for src, series in self._series(rows).items():
                 full[src] = full[src].add(series, fill_value=0) if src in full else series
         return pd.DataFrame(full).sort_index() if full else pd.DataFrame()
+
+    def _peaks(self, rows: list[dict[str, Any]], span: int, step: float) -> dict[str, float]:
+        """Each source's highest mean rate over `span` consecutive steps (as pandas'
+        rolling(span, min_periods=1).mean().max(), per second) with numpy: every source of a big
+        cluster is here (45k at 1M series), and a pandas Series each cost ~2 KB and ~0.5 ms."""
+        parts: dict[str, list[list[Any]]] = {}
+        for r in rows:
+            parts.setdefault(self._source_of(r["metric"]), []).append(r["values"])
+        out: dict[str, float] = {}
+        for src, values in parts.items():
+            if len(values) == 1:
+                counts = np.array([float(v) for _, v in values[0]])
+            else:  # parts of a split query each hold a piece of the source: add them by step
+                merged: dict[float, float] = {}
+                for part in values:
+                    for t, v in part:
+                        merged[float(t)] = merged.get(float(t), 0.0) + float(v)
+                counts = np.array([merged[t] for t in sorted(merged)])
+            if not len(counts):
+                continue
+            csum = np.concatenate(([0.0], np.cumsum(counts)))
+            end = np.arange(1, len(counts) + 1)
+            start = np.maximum(0, end - span)
+            out[src] = float(((csum[end] - csum[start]) / (end - start)).max()) / step
+        return out
 
     def _series(self, rows: list[dict[str, Any]]) -> dict[str, pd.Series]:
         out: dict[str, pd.Series] = {}
