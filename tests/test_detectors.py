@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -200,6 +202,26 @@ def test_a_rolled_out_pod_inherits_its_workloads_baseline() -> None:
     w = window(volume=volume({"app/web-7d9f8b7c6-aaaaa": old, "app/web-5c8d7f6b9-bbbbb": new}))
     [f] = detect_high_volume(w, CFG, RULES)
     assert f.source == "app/web-5c8d7f6b9-bbbbb" and f.evidence["baseline_kind"] == "workload"
+
+
+def test_the_baselines_spread_is_scipys_median_absolute_deviation() -> None:
+    from scipy.stats import median_abs_deviation
+
+    from watcher.detect.volume import _baseline
+
+    rng = np.random.default_rng(7)
+    for rates in (rng.gamma(2.0, 3.0, 288), np.array([1.0, 1.0, 9.0]), np.zeros(5)):
+        assert _baseline(rates, "own", 300, CFG).mad == pytest.approx(median_abs_deviation(rates))
+
+
+def test_a_scan_does_not_import_scipy_stats() -> None:
+    """Importing scipy.stats costs each scan ~60 MB of RSS (docs/performance.md)."""
+    code = (
+        "import sys, watcher.cli, watcher.detect, watcher.sources.prometheus, "
+        "watcher.sources.metrics_file; print('scipy.stats' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_empty_windows_give_nothing() -> None:

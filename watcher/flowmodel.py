@@ -21,6 +21,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from scipy.special import expit
 
 if TYPE_CHECKING:
     from watcher.flowwindow import PairSummary
@@ -161,7 +162,7 @@ class FlowModel:
         for w, b in zip(self.weights[:-1], self.biases[:-1], strict=True):
             h = np.maximum(h @ w + b, 0.0)
         z = h @ self.weights[-1] + self.biases[-1]
-        out: np.ndarray = (1.0 / (1.0 + np.exp(-np.clip(z, -500, 500)))).ravel()
+        out: np.ndarray = expit(z).ravel()  # the logistic function, without overflow
         return out
 
 
