@@ -4,54 +4,21 @@ Each alerted; nothing benign alerted."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from tests.conftest import alerts, scan_json
+from tests.conftest import alerts
 from tests.histories import Composite, generalisation
-from tests.promserver import PrometheusServer, history_text
+from tests.scans import Scan, composite_fixtures
 
 pytestmark = pytest.mark.prometheus
 
 
-@pytest.fixture(scope="module")
-def history() -> Composite:
-    return generalisation()
-
-
-@pytest.fixture(scope="module")
-def prom(
-    history: Composite, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[PrometheusServer]:
-    server = PrometheusServer(
-        tmp_path_factory.mktemp("prom-general"), history_text(history.cluster, instance=True)
-    )
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def history_file(history: Composite, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("general-file") / "history.om"
-    path.write_text(history_text(history.cluster, instance=True), encoding="utf-8")
-    return path
-
-
-@pytest.fixture(params=["prometheus", "file"])
-def scan(request: pytest.FixtureRequest, history: Composite):  # type: ignore[no-untyped-def]
-    """scan(minute) -> report, from Prometheus or from the same history as a file."""
-    if request.param == "prometheus":
-        where = ["--prometheus-url", request.getfixturevalue("prom").url]
-    else:
-        where = ["--metrics-file", str(request.getfixturevalue("history_file"))]
-    return lambda minute: scan_json(*where, "--at", str(history.at(minute)))
+history, prom, history_file, scan = composite_fixtures(generalisation, "general")
 
 
 def test_a_leak_spread_over_24_replicas_is_one_alert_for_the_workload(
-    scan, history: Composite
-) -> None:  # type: ignore[no-untyped-def]
+    scan: Scan, history: Composite
+) -> None:
     workload, domain, minute = history.incidents["leak spread over 24 replicas"]
     report = scan(minute)
     hits = [f for f in alerts(report) if f["domain"] == domain]
@@ -64,21 +31,23 @@ def test_a_leak_spread_over_24_replicas_is_one_alert_for_the_workload(
 
 
 def test_a_payload_written_as_dotted_octets_under_an_unknown_zone_is_alerted(
-    scan, history: Composite
-) -> None:  # type: ignore[no-untyped-def]
+    scan: Scan, history: Composite
+) -> None:
     source, domain, minute = history.incidents["payload as dotted octets"]
     hits = [f for f in alerts(scan(minute)) if f["source"] == source and f["domain"] == domain]
     assert hits and hits[0]["evidence"]["distinct_names"] >= 200, hits
 
 
-def test_a_host_network_client_is_reported_by_its_node(scan, history: Composite) -> None:  # type: ignore[no-untyped-def]
+def test_a_host_network_client_is_reported_by_its_node(scan: Scan, history: Composite) -> None:
     node, domain, minute = history.incidents["tunnel from a host-network client"]
     report = scan(minute)
     hits = [f for f in alerts(report) if f["domain"] == domain]
     assert [f["source"] for f in hits] == [node], report["findings"]
 
 
-def test_no_benign_workload_is_alerted_in_the_evasions_history(scan, history: Composite) -> None:  # type: ignore[no-untyped-def]
+def test_no_benign_workload_is_alerted_in_the_evasions_history(
+    scan: Scan, history: Composite
+) -> None:
     expected = {(s, d) for s, d, _ in history.incidents.values()}
     offenders = []
     for minute in range(60, history.cluster.minutes + 1, 60):
