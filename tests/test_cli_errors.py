@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
-from tests.conftest import dnswatch
+from tests.conftest import dnswatch, scan_json
 from tests.promserver import PrometheusServer, free_port
 
 pytestmark = pytest.mark.prometheus
@@ -69,6 +70,42 @@ def no_query_label_prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pr
     )
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def gone_silent_prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    """DNS metrics for the first hour, then none (a scrape failing: sample_limit hit by a flood
+    of unique names), while the agents' `up` goes on: one block up to minute 120."""
+    lines = ["# TYPE hubble_dns_queries counter", "# TYPE up gauge"]
+    for m in range(121):
+        t = 1780000000 + m * 60
+        lines.append(f'up{{job="hubble"}} 1 {t}')
+        if m <= 60:
+            lines.append(
+                f'hubble_dns_queries_total{{source="app/web-1",query="example.com.",'
+                f'qtypes="A"}} {m * 5 + 1} {t}'
+            )
+    server = PrometheusServer(
+        tmp_path_factory.mktemp("prom-silent"), "\n".join(lines) + "\n# EOF\n"
+    )
+    yield server
+    server.stop()
+
+
+def test_a_metric_gone_silent_before_the_scan_is_a_warning(
+    gone_silent_prom: PrometheusServer,
+) -> None:
+    at = 1780000000 + 120 * 60
+    # The index still lists the labels at scan time (its block reaches minute 120): the cheap
+    # check passes, and it is the scan's silent recent volume that asks for the diagnosis.
+    labels = requests.get(
+        f"{gone_silent_prom.url}/api/v1/labels",
+        params={"match[]": 'hubble_dns_queries_total{query!=""}', "start": at - 300, "end": at},
+        timeout=10,
+    ).json()["data"]
+    assert "query" in labels
+    report = scan_json("--prometheus-url", gone_silent_prom.url, "--at", str(at))
+    assert any("absent at scan time but present earlier" in w for w in report["warnings"])
 
 
 def test_unreachable_prometheus_exits_3() -> None:
