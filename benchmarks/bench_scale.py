@@ -21,7 +21,8 @@ and Prometheus's peak RSS. Quote ratios within a run: absolute times drift betwe
 At 1M series (docs/performance.md): `--slices 4 --keep DIR` writes and back-fills the ~62 GB
 history a 2 h slice at a time and keeps the blocks; `--data DIR` measures on them again;
 `--max-samples`, `--query-timeout` raise Prometheus's limits (its defaults refuse the floor) and
-`--cold` skips the warm-up and serial runs.
+`--cold` skips the warm-up and serial runs; `--fresh` scans first, on a just-started Prometheus
+with the page cache dropped (as root), then measures the floor.
 """
 
 from __future__ import annotations
@@ -199,6 +200,7 @@ def measure(
     keep: Path | None = None,
     timeout: str = "",
     warm: bool = True,
+    fresh: bool = False,
 ) -> dict[str, Any]:
     hist = work / "history.om"
     data = work / "data"
@@ -251,8 +253,21 @@ def measure(
         "write_s": round(write_s, 1),
         "backfill_s": round(backfill_s, 1),
     }
+    if fresh:  # nothing cached: the page cache dropped (root only) before Prometheus starts
+        subprocess.run(["sync"], check=False)
+        try:
+            Path("/proc/sys/vm/drop_caches").write_text("3\n")
+            row["fresh"] = "page cache dropped"
+        except OSError as exc:
+            row["fresh"] = f"page cache kept ({exc.strerror})"
     server = PrometheusServer(work, None, flags=list(flags))
     try:
+        scan = ["scan", "--prometheus-url", server.url, "--at", str(int(at)), "--format", "json"]
+        if timeout:  # the client waits as long as the server may take (prometheus.timeout)
+            (work / "timeout.yaml").write_text(f"prometheus:\n  timeout: {timeout}\n")
+            scan += ["--config", str(work / "timeout.yaml")]
+        if fresh:  # the scan is the server's first query
+            w = child(WATCHER, scan, 3600)
         for expr, span in FLOOR.values() if warm else ():  # warm the caches once, as for
             timed_query(server.url, expr, at, span)  # every measurement
         floor = {k: timed_query(server.url, e, at, s) for k, (e, s) in FLOOR.items()}
@@ -263,13 +278,10 @@ def measure(
         with ThreadPoolExecutor(max_workers=2) as pool:
             list(pool.map(lambda es: timed_query(server.url, es[0], at, es[1]), FLOOR.values()))
         row["floor_parallel_s"] = round(time.perf_counter() - t0, 2)
-        scan = ["scan", "--prometheus-url", server.url, "--at", str(int(at)), "--format", "json"]
-        if timeout:  # the client waits as long as the server may take (prometheus.timeout)
-            (work / "timeout.yaml").write_text(f"prometheus:\n  timeout: {timeout}\n")
-            scan += ["--config", str(work / "timeout.yaml")]
         if warm:
             child(WATCHER, scan, 3600)
-        w = child(WATCHER, scan, 3600)
+        if not fresh:
+            w = child(WATCHER, scan, 3600)
         row["warm"] = warm
         row["watcher_s"] = w["wall_s"]
         row["watcher_rss_mib"] = w.get("rss_mib")
@@ -377,6 +389,12 @@ def main() -> None:
         action="store_true",
         help="no warm-up runs and no serial scan (sizes where each query takes minutes)",
     )
+    ap.add_argument(
+        "--fresh",
+        action="store_true",
+        help="the scan first, on a just-started Prometheus with the page cache dropped "
+        "(implies --cold)",
+    )
     ap.add_argument("--keep", default=None, help="keep the back-filled blocks here (one size)")
     ap.add_argument("--data", default=None, help="reuse blocks kept by --keep (one size)")
     ap.add_argument("--workdir", default=None, help="where histories go (GBs; default /tmp)")
@@ -384,7 +402,9 @@ def main() -> None:
     args = ap.parse_args()
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # Prometheus opens many blocks
-    flags = (f"--query.max-samples={args.max_samples}",) if args.max_samples else ()
+    flags: tuple[str, ...] = (
+        (f"--query.max-samples={args.max_samples}",) if args.max_samples else ()
+    )
     if args.query_timeout:
         flags += (f"--query.timeout={args.query_timeout}",)
     rows = []
@@ -402,7 +422,8 @@ def main() -> None:
                     Path(args.data) if args.data else None,
                     Path(args.keep) if args.keep else None,
                     args.query_timeout,
-                    not args.cold,
+                    not (args.cold or args.fresh),
+                    args.fresh,
                 )
             )
         print(f"done: {json.dumps(rows[-1])}", file=sys.stderr, flush=True)

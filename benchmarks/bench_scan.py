@@ -89,9 +89,8 @@ def main() -> None:
             server = PrometheusServer(Path(tmp), text)
             load = time.perf_counter() - t0
             try:
-                series = int(
-                    float(server.query("count(hubble_dns_queries_total)", at)[0]["value"][1])
-                )  # type: ignore[index]
+                value = server.query("count(hubble_dns_queries_total)", at)[0]["value"]
+                series = int(float(value[1]))  # type: ignore[index]
                 scan = ["scan", "--prometheus-url", server.url, "--at", str(at), "--format", "json"]
                 run_child(scan)  # warm Prometheus' caches once
                 times = [run_child(scan) for _ in range(3)]

@@ -18,6 +18,7 @@ import sys
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -173,7 +174,7 @@ def write(
     seed: int = 3,
     end: int | None = None,
     part: tuple[int, int] | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Write the OpenMetrics history (series by series) and its metadata; returns the metadata.
     `part` = (since, until): only the samples stamped in [since, until), so a history bigger
     than the disk can be written and back-filled a time slice at a time; the metadata (series,

@@ -124,7 +124,9 @@ class PrometheusServer:
         self.start()
 
     def query(self, expr: str, at: float) -> list[dict[str, object]]:
-        r = requests.get(f"{self.url}/api/v1/query", params={"query": expr, "time": at}, timeout=30)
+        r = requests.get(
+            f"{self.url}/api/v1/query", params={"query": expr, "time": str(at)}, timeout=30
+        )
         r.raise_for_status()
         result: list[dict[str, object]] = r.json()["data"]["result"]
         return result
