@@ -30,6 +30,8 @@ def _sklearn_twin(raw: dict) -> tuple[StandardScaler, MLPClassifier]:  # type: i
     return scaler, clf
 
 
+# One epoch on purpose: any weights will do to compare the two inferences.
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_numpy_inference_equals_scikit_learn_on_the_same_inputs() -> None:
     raw = json.loads(resources.files("watcher.data").joinpath("flow_model.json").read_text())
     model = FlowModel.load(raw)
