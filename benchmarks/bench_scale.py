@@ -18,7 +18,7 @@ real Prometheus on 127.0.0.1, then measure:
   file     `dnswatch scan --metrics-file` on the same history, for N <= --file-max;
 and Prometheus's peak RSS. Quote ratios within a run: absolute times drift between machines.
 
-At 1M series (docs/performance.md): `--slices 4 --keep DIR` writes and back-fills the ~62 GB
+At 1M series (docs/performance.md): `--slices 4 --keep DIR` writes and back-fills the ~65 GB
 history a 2 h slice at a time and keeps the blocks; `--data DIR` measures on them again;
 `--max-samples`, `--query-timeout` raise Prometheus's limits (its defaults refuse the floor) and
 `--cold` skips the warm-up and serial runs; `--fresh` scans first, on a just-started Prometheus
