@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from watcher.simulate import SCRAPE, Cluster, Pod, add_incident, base_cluster
+from watcher.simulate import FAMILIES, SCRAPE, Cluster, Pod, add_family, add_incident, base_cluster
 
 
 @dataclass
@@ -17,6 +17,7 @@ class Composite:
     benign_burst_source: str = ""
     private_hosts_source: str = ""
     rerequeried_sources: list[str] = field(default_factory=list)
+    benign: list[str] = field(default_factory=list)  # workloads of benign look-alike families
 
     def at(self, minute: int) -> int:
         return self.cluster.start + minute * SCRAPE
@@ -211,4 +212,42 @@ def day_long(seed: int = 31) -> Composite:
         encoding="words",
     )
     comp.incidents["leak slower than the 6 h window"] = (src, "day-leak.example", 25 * 60 + 30)
+    return comp
+
+
+def channels(seed: int = 41) -> Composite:
+    """7 h of the base cluster with what issue 22 named (tests/test_channels.py): the seed's demo
+    (three encoded names, each asked 43 times within two minutes), a slow word-encoded leak of
+    ~22 one-off TXT names an hour under a zone only its workload resolves, a fast tunnel; and
+    benign families that look encoded: an uploader's two replicas resolving the same 36
+    hex-named storage endpoints, a mail server re-asking 40 DKIM selectors all day."""
+    c = base_cluster(7, seed=seed)
+    rng = np.random.default_rng(seed + 3)
+    comp = Composite(c)
+    for family in FAMILIES:
+        comp.benign.append(add_family(c, family, rng))
+    src = add_incident(
+        c, "retry_names", rng, domain="cdn-sync.example", at=300, rate=43, encoding="base32"
+    )
+    comp.incidents["seed demo: three names asked 43 times in two minutes"] = (
+        src,
+        "cdn-sync.example",
+        310,
+    )
+    src = add_incident(
+        c,
+        "slow_leak",
+        rng,
+        domain="w.word-leak.example",
+        at=60,
+        duration=360,
+        rate=22 / 60,
+        encoding="words",
+        qtype="TXT",
+    )
+    comp.incidents["slow word leak to a private zone"] = (src, "word-leak.example", 60 + 240)
+    src = add_incident(
+        c, "tunnel", rng, domain="t.fast-tunnel.example", at=200, duration=10, rate=20
+    )
+    comp.incidents["fast base32 tunnel"] = (src, "fast-tunnel.example", 210)
     return comp

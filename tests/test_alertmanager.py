@@ -118,7 +118,9 @@ def test_an_incident_reaches_alertmanager_once_grouped_and_resolves(
     flood = cluster_history.incidents["volume flood"][0]
     run(356)
     posted = {a["labels"]["source"]: a for a in server.alerts()}
-    assert len(posted) == 4
+    # The flood, three channels, and the numeric tunnel of minute 200-215 still seen as a
+    # private channel (one-off names to a zone only it resolves) in the 6 h window.
+    assert len(posted) == 5
     labels = posted[flood]["labels"]
     assert labels == {
         "alertname": "DNSExfiltrationSuspected",
@@ -144,7 +146,7 @@ def test_an_incident_reaches_alertmanager_once_grouped_and_resolves(
         time.sleep(0.2)
     assert notifications(hook, flood) == [("firing", "warning"), ("resolved", "warning")]
     still = {a["labels"]["source"] for a in server.alerts() if a["status"]["state"] == "active"}
-    assert flood not in still and len(still) == 3
+    assert flood not in still and len(still) == 4
 
 
 def test_an_escalation_ends_the_alert_under_the_old_severity(
@@ -183,7 +185,7 @@ def test_an_unreachable_alertmanager_fails_the_run_and_retries_later(
             at = str(cluster_history.at(358))
             proc = dnswatch("run", "--prometheus-url", cluster_prom.url, "--at", at, env=env)
             assert proc.returncode == 0, proc.stderr
-            assert len(server.alerts()) == 4
+            assert len(server.alerts()) == 5
         finally:
             server.stop()
 

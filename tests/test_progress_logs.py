@@ -114,4 +114,4 @@ def test_run_logs_one_json_line_per_cycle(
     ]
     rec = cycles[0]
     assert rec["level"] == "info" and rec["msg"] == "dnswatch run" and rec["ok"] is True
-    assert rec["alerts"] == 4 and rec["events"] == {"firing": 4} and rec["cycle_seconds"] > 0
+    assert rec["alerts"] == 5 and rec["events"] == {"firing": 5} and rec["cycle_seconds"] > 0

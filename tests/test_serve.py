@@ -68,7 +68,7 @@ def test_serve_runs_cycles_exposes_metrics_and_stops_on_sigterm(
             assert requests.get(url + "/healthz", timeout=2).status_code == 200
             assert requests.get(url + "/nope", timeout=2).status_code == 404
             # Three cycles, the incidents sent once.
-            assert len(slack.posts("/hook")) == 4
+            assert len(slack.posts("/hook")) == 5
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=30)
         finally:

@@ -164,14 +164,18 @@ def test_dns_as_data_lookalikes_are_allowlisted_by_default(
     cfg = tmp_path / "c.yaml"
     cfg.write_text("allowlist:\n  use_defaults: false\n  address_lookups: false\n")
     bare = _scan(backend, at, "--config", str(cfg))
-    domains = {f["domain"] for f in alerts(bare) if f["source"].startswith("security/")}
-    assert {"mcafee.com", "e5.sk"} <= domains
+    found = {f["domain"]: f for f in bare["findings"] if f["source"].startswith("security/")}
+    # Without the list they are judged like any name: the scanner re-asks its hashes all day
+    # here, so the principles quiet them (repetition spread over time), and say so.
+    assert {"mcafee.com", "e5.sk"} <= set(found)
+    for domain in ("mcafee.com", "e5.sk"):
+        assert found[domain]["evidence"]["quieted_by"] == "spread_repetition"
     # Without the list, the address shape is exempt only in zones that answer address lookups:
     # the mail filter's DNSBL (zen.spamhaus.org) and reverse lookups pass; McAfee's GTI names
     # start with octets too, but under avqs.mcafee.com they are judged like any name (dotted
-    # octets are also a payload encoding, issue 12): the list is what keeps them quiet.
+    # octets are also a payload encoding, issue 12).
     cfg.write_text("allowlist:\n  use_defaults: false\n")
-    shape_only = alerts(_scan(backend, at, "--config", str(cfg)))
+    shape_only = _scan(backend, at, "--config", str(cfg))["findings"]
     assert not [f for f in shape_only if f["source"].startswith("security/mail-filter")]
     assert {"mcafee.com", "e5.sk"} <= {f["domain"] for f in shape_only}
 
@@ -198,4 +202,5 @@ def test_names_re_queried_all_day_are_hosts_not_a_channel(
             if f["source"] in cluster_history.rerequeried_sources:
                 assert f["severity"] == "info", (minute, f["summary"])
                 why.append(f["evidence"].get("why_not_alerted", ""))
-    assert any("re-queried" in w for w in why) and any("steady set of hosts" in w for w in why)
+    # Both families, quieted by the same principle: repetition spread over the long window.
+    assert len(why) >= 2 * 3 and all("re-queried" in w for w in why), why

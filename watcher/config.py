@@ -7,6 +7,7 @@ password) are read from the environment or mounted files only, never from the co
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from watcher.domains import PRIVATE_USE_TLDS
+from watcher.domains import PRIVATE_USE_TLDS, DomainRules
 from watcher.duration import parse_duration
 from watcher.errors import ConfigError
 
@@ -194,15 +195,6 @@ class NamesConfig(_Section):
     critical_distinct: int = Field(
         20, ge=1, description="Encoded-looking distinct names under one domain for critical."
     )
-    repeat_quiet: float = Field(
-        10.0,
-        ge=1,
-        description=(
-            "Encoded-looking names made of host-name characters, each queried this many times "
-            "in the long window on average, are a steady set of hosts (storage accounts, tenant "
-            "IDs): info, not an alert. Names with + / = or non-ASCII are never quieted."
-        ),
-    )
     prefilter_label_length: int = Field(
         20,
         ge=8,
@@ -213,6 +205,58 @@ class NamesConfig(_Section):
         ),
     )
     prefilter_name_length: int = Field(60, ge=16, le=253, description="See prefilter_label_length.")
+
+
+class JudgeConfig(_Section):
+    """The general principles that keep benign families quiet and make a private channel count
+    (docs/detection.md): the same for every source."""
+
+    repeat_step: Seconds = Field(
+        120,
+        description=(
+            "Width of the steps in which re-asks are counted (2 min): a host is asked again "
+            "after some time (a cache expiring); a retry loop asks again at once."
+        ),
+    )
+    repeat_min_slots: int = Field(
+        3,
+        ge=2,
+        description=(
+            "Names re-asked (distinct/queries below burst.min_unique_ratio) are hosts only when "
+            "the re-asks fall in at least this many repeat_step steps of the long window (over "
+            "more than 4 minutes): a retry loop asking three names 43 times in two minutes is "
+            "not a host set."
+        ),
+    )
+    shared_fraction: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description=(
+            "Share of a channel's names also asked by another client (another pod or workload) "
+            "above which they are hosts: a payload is unique to its sender."
+        ),
+    )
+    one_off_ratio: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description=(
+            "Distinct names / queries at or above this: each name asked once, as a leak's "
+            "chunks are (for the private-channel rule below)."
+        ),
+    )
+    private_factor: float = Field(
+        0.4,
+        gt=0,
+        le=1,
+        description=(
+            "A private channel (a domain no other client resolves, one-off names, answers "
+            "without real addresses where the source sees answers) alerts at the long and day "
+            "thresholds times this (60 names in 6 h, 120 a day): a slow word-encoded leak of "
+            "~20 names an hour pages within 3 h, while shared zones keep the full thresholds."
+        ),
+    )
 
 
 class AllowlistConfig(_Section):
@@ -458,6 +502,7 @@ class Config(BaseModel):
     burst: BurstConfig = BurstConfig()
     volume: VolumeConfig = VolumeConfig()
     names: NamesConfig = NamesConfig()
+    judge: JudgeConfig = JudgeConfig()
     allowlist: AllowlistConfig = AllowlistConfig()
     output: OutputConfig = OutputConfig()
     flows: FlowsConfig = FlowsConfig()
@@ -479,6 +524,41 @@ class Config(BaseModel):
         if self.volume.smoothing > self.volume.recent:
             raise ValueError("volume: smoothing must not exceed recent")
         return self
+
+
+def domain_rules(cfg: Config) -> DomainRules:
+    """The allowlist, cluster domain and private TLDs every source and the judge apply."""
+    a = cfg.allowlist
+    return DomainRules.build(
+        cfg.labels.cluster_domain,
+        a.suffixes,
+        a.use_defaults,
+        a.sources,
+        a.address_lookups,
+        a.private_tlds,
+    )
+
+
+def day_encoded_min(cfg: Config, day_seconds: float) -> int:
+    """Encoded-looking names needed over the day: the long window's minimum at the same rate."""
+    w, b = cfg.windows, cfg.burst
+    return max(b.encoded_min_distinct, round(b.encoded_min_distinct * day_seconds / w.long))
+
+
+def day_history_needed(cfg: Config) -> float:
+    """History the day window needs to see a leak the long window misses (12 h by default):
+    over less, its threshold is the long window's rate or above, so it adds nothing. 0: off."""
+    w, b = cfg.windows, cfg.burst
+    if not w.day:
+        return 0.0
+    return max(w.long, w.day * b.long_min_distinct / b.day_min_distinct)
+
+
+def day_candidate_min(cfg: Config, day_seconds: float) -> int:
+    """The fewest distinct names a pair needs over the day to alert at all (a private channel
+    needs private_factor times the day threshold)."""
+    plain = math.ceil(cfg.burst.day_min_distinct * cfg.judge.private_factor)
+    return min(plain, day_encoded_min(cfg, day_seconds))
 
 
 # Shortcuts that docs and manifests rely on, mapped to config paths.

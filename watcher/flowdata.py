@@ -21,8 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from watcher.config import Config
-from watcher.detect import rules_for
+from watcher.config import Config, domain_rules
 from watcher.flowwindow import FlowWindow, PairSummary
 from watcher.simulate import WORDS
 from watcher.sources.flows import DnsFlow
@@ -226,7 +225,7 @@ class Builder:
             self.netrack()
         self.events.sort(key=lambda f: f.time)
         cfg = Config.model_validate({"flows": {"max_pairs": 1_000_000}})
-        window = FlowWindow(cfg, rules_for(cfg))
+        window = FlowWindow(cfg, domain_rules(cfg))
         out: list[Sample] = []
 
         def keep(summaries: list[PairSummary]) -> None:

@@ -17,13 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from watcher.config import Config
-from watcher.detect import rules_for
-from watcher.detect.flows import detect_flow_pairs
-from watcher.detect.volume import detect_high_volume
+from watcher.config import Config, domain_rules
+from watcher.detect import detect_high_volume, judge_all
 from watcher.errors import SourceError
 from watcher.findings import SEVERITY_RANK, Finding, report, sort_findings
-from watcher.flowwindow import FlowWindow, PairSummary
+from watcher.flowwindow import FlowWindow, PairSummary, to_channel
 from watcher.sources.flows import LineCounts, parse_stream
 from watcher.window import Window, empty_names
 
@@ -37,7 +35,7 @@ class FlowScan:
     next_volume: float = 0.0
 
     def __post_init__(self) -> None:
-        self.window = FlowWindow(self.cfg, rules_for(self.cfg))
+        self.window = FlowWindow(self.cfg, domain_rules(self.cfg))
         self.least = min(
             self.cfg.burst.info_min_distinct,
             self.cfg.burst.encoded_min_distinct,
@@ -88,7 +86,7 @@ class FlowScan:
     def current(self) -> list[Finding]:
         """What is true now, for incident tracking: findings of the active pairs and of the
         sources' recent volume (a pair that went quiet and expired is absent: it resolves)."""
-        found = detect_flow_pairs(self.window.candidates(self.least), self.cfg)
+        found = self._channels(self.window.candidates(self.least))
         at = self.window.now
         if at:
             step = self.cfg.windows.step
@@ -102,8 +100,11 @@ class FlowScan:
     def judge_now(self) -> list[Finding]:
         return self._judge(self.window.candidates(self.least))
 
+    def _channels(self, summaries: list[PairSummary]) -> list[Finding]:
+        return judge_all([to_channel(s, self.cfg) for s in summaries], self.cfg)
+
     def _judge(self, summaries: list[PairSummary]) -> list[Finding]:
-        return self._keep(detect_flow_pairs(summaries, self.cfg))
+        return self._keep(self._channels(summaries))
 
     def _keep(self, found: list[Finding]) -> list[Finding]:
         changed = []
@@ -111,7 +112,10 @@ class FlowScan:
             key = (str(f.evidence.get("workload", f.source)), f.domain or "")
             old = self.best.get(key)
             # Most severe first; at the same severity, the fuller picture (more names) wins.
-            if old is None or _rank(f) > _rank(old):
+            # Hosts are hosts for their whole life: a channel first judged before its names
+            # had been re-asked or shared is quieted once they are (a file read in hindsight).
+            hosts = "quieted_by" in f.evidence and old is not None and old.is_alert
+            if old is None or hosts or _rank(f) > _rank(old):
                 # Keep the source that was reported first for a stable incident identity.
                 if old is not None and old.source != f.source:
                     f = Finding(

@@ -15,14 +15,15 @@ from __future__ import annotations
 import math
 import re
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
+from watcher.channel import Answers, Channel, NameSet, Span, Timing, odd_name
 from watcher.config import Config
 from watcher.domains import DomainRules, registered_domain, subdomain_part
-from watcher.flowmodel import query_features
+from watcher.flowmodel import QUERY_FEATURES, pair_vector, query_features, shipped
 from watcher.lexical import shape
 from watcher.sources.flows import DATA_QTYPES, DnsFlow
 
@@ -36,6 +37,11 @@ def address_shaped(payload: str) -> bool:
     """An IPv4 address written into the name (`ip-10-1-2-3`, `10-1-2-3`, `10.1.2.3`): how cloud
     host names and wildcard DNS services name hosts, and how some leaks write octets."""
     return _IPV4_IN_NAME.search(payload) is not None
+
+
+# Re-ask steps remembered per pair: the judge needs judge.repeat_step steps >= 3; evidence
+# beyond this many is shown as this many.
+REASKS_KEPT = 16
 
 
 @dataclass(slots=True)
@@ -72,7 +78,11 @@ class PairState:
     domain: str
     first: float
     last: float = 0.0
-    names: dict[str, float] = field(default_factory=dict)  # name -> first seen, oldest first
+    # name -> the pod that first asked it ("" once another pod asked it too), oldest first
+    names: dict[str, str] = field(default_factory=dict)
+    shared: int = 0  # names asked by two or more pods: hosts, not one sender's payload
+    # Starts of the latest judge.repeat_step steps in which a name was asked again (bounded).
+    reasks: list[float] = field(default_factory=list)
     buckets: list[Bucket] = field(default_factory=list)  # a list: a deque costs 600 B empty
     requests: int = 0
     dropped: int = 0
@@ -93,6 +103,9 @@ class PairState:
     pods: dict[str, int] = field(default_factory=dict)
     samples: list[tuple[float, str]] = field(default_factory=list)  # (score, name), best kept
     qsum: list[float] = field(default_factory=lambda: [0.0] * 7)  # query feature sums
+    entropy_max: float = 0.0
+    longest: int = 0  # longest new name, characters
+    odd: bool = False  # a new name had a character no host name has
 
     def bucket(self, t: float, step: float, keep: int) -> Bucket:
         start = t - t % step
@@ -141,6 +154,15 @@ class PairSummary:
     last: float
     qtypes: dict[str, int]
     query_means: tuple[float, ...] = (0.0,) * 7  # watcher.flowmodel.QUERY_FEATURES
+    shared: int = 0  # names asked by two or more pods
+    short_requests: int = 0
+    short_encoded: int = 0
+    short_bytes: float = 0.0
+    entropy_max: float = 0.0
+    longest: int = 0
+    odd: bool = False
+    reask_slots: int = 0  # steps of the long window in which a name was asked again
+    pod_names: tuple[str, ...] = ()  # most active first
 
     @property
     def real_address_share(self) -> float:
@@ -165,6 +187,7 @@ class FlowWindow:
         self.prevalence: dict[str, set[str]] = {}
         self.now = 0.0
         self.step = cfg.windows.step
+        self.repeat_step = cfg.judge.repeat_step
         self.keep = max(1, math.ceil(cfg.windows.long / self.step))
         self.short_buckets = max(1, math.ceil(cfg.windows.short / self.step))
         self.evicted: list[PairSummary] = []  # judged by the caller, then cleared
@@ -251,9 +274,18 @@ class FlowWindow:
             self.closed.append((st.workload, st.domain))
         if not same_lookup:
             b.requests += 1
-        if name in st.names:
+        first = st.names.get(name)
+        if first is not None:
+            slot = f.time - f.time % self.repeat_step
+            if not same_lookup and (not st.reasks or st.reasks[-1] != slot):
+                st.reasks.append(slot)
+                if len(st.reasks) > REASKS_KEPT:
+                    del st.reasks[0]
+            if first and first != f.source:
+                st.names[name] = ""
+                st.shared += 1
             return
-        st.names[name] = f.time
+        st.names[name] = f.source
         if len(st.names) > self.cfg.flows.max_names_per_pair:
             del st.names[next(iter(st.names))]
         s = shape(name)
@@ -269,6 +301,9 @@ class FlowWindow:
         for i, v in enumerate(query_features(payload)):
             st.qsum[i] += v
         st.entropy.add(s.entropy)
+        st.entropy_max = max(st.entropy_max, s.entropy)
+        st.longest = max(st.longest, len(name))
+        st.odd = st.odd or odd_name(name)
         st.scores.add(s.score)
         samples = st.samples
         if len(samples) < 5 or s.score > samples[-1][0]:
@@ -292,11 +327,12 @@ class FlowWindow:
     def summary(self, st: PairState, at: float) -> PairSummary:
         short_from = at - self.short_buckets * self.step
         long_from = at - self.keep * self.step
-        short_new = sum(b.new_names for b in st.buckets if b.start >= short_from)
+        short_b = [b for b in st.buckets if b.start >= short_from]
+        short_new = sum(b.new_names for b in short_b)
         long_b = [b for b in st.buckets if b.start >= long_from]
         responses = max(st.responses, 1)
         gap_cv = st.gaps.std / st.gaps.mean if st.gaps.mean > 0 else 0.0
-        top = sorted(st.pods.items(), key=lambda kv: -kv[1])[:1]
+        top = sorted(st.pods.items(), key=lambda kv: -kv[1])[:5]
         return PairSummary(
             at=at,
             workload=st.workload,
@@ -334,6 +370,15 @@ class FlowWindow:
             last=st.last,
             qtypes=dict(sorted(st.qtypes.items(), key=lambda kv: -kv[1])[:6]),
             query_means=tuple(v / max(st.sizes.n, 1) for v in st.qsum),
+            shared=st.shared,
+            short_requests=sum(b.requests for b in short_b),
+            short_encoded=sum(b.encoded_new for b in short_b),
+            short_bytes=sum(b.est_bytes for b in short_b),
+            entropy_max=st.entropy_max,
+            longest=st.longest,
+            odd=st.odd,
+            reask_slots=sum(1 for t in st.reasks if t >= long_from),
+            pod_names=tuple(p for p, _ in top),
         )
 
     def candidates(self, least: int) -> list[PairSummary]:
@@ -385,3 +430,72 @@ class FlowWindow:
         frame = frame.reindex(grid)
         # Steps with no request inside a source's life are zeros; before its first, unknown.
         return frame.fillna(0.0).where(frame.notna().cummax())
+
+
+def to_channel(s: PairSummary, cfg: Config) -> Channel:
+    """The flow source's evidence record: what metrics give, plus answers and timing."""
+    alphabet = shape(s.samples[0]).alphabet if s.samples else "text"
+
+    def names(distinct: int, queries: int, encoded: int, est_bytes: float) -> NameSet:
+        return NameSet(
+            distinct=distinct,
+            queries=float(queries),
+            encoded=encoded,
+            est_bytes=est_bytes,
+            mean_score=s.score_mean,
+            entropy_mean=s.entropy_mean,
+            entropy_max=s.entropy_max,
+            max_name_length=s.longest,
+            alphabet=alphabet,
+            odd=s.odd,
+            samples=tuple(s.samples),
+        )
+
+    model = shipped()
+    long = names(s.long_new, s.long_requests, s.encoded_new, s.est_bytes)
+    return Channel(
+        client=s.workload,
+        domain=s.domain,
+        at=s.at,
+        pods=s.pod_names or (s.source,),
+        pod_count=max(s.pods, 1),
+        short=Span(
+            cfg.windows.short, names(s.short_new, s.short_requests, s.short_encoded, s.short_bytes)
+        )
+        if s.short_new
+        else None,
+        long=Span(cfg.windows.long, long),
+        day=None,
+        encoded=replace(long, distinct=s.encoded_new, encoded=s.encoded_new)
+        if s.encoded_new
+        else None,
+        repeat_slots=s.reask_slots,
+        shared_names=s.shared,
+        prevalence=s.prevalence,
+        answers=Answers(
+            responses=s.responses,
+            nxdomain_share=s.nxdomain_share,
+            empty_share=s.empty_share,
+            address_share=s.address_share,
+            distinct_addresses=s.distinct_addresses,
+            data_share=s.data_answer_share,
+            unanswered_share=s.unanswered_share,
+            denied_share=s.denied_share,
+        ),
+        timing=Timing(
+            gap_mean=s.gap_mean,
+            gap_cv=s.gap_cv,
+            payload_mean=s.payload_mean,
+            payload_std=s.payload_std,
+            entropy_std=s.entropy_std,
+            data_qtype_share=s.data_qtype_share,
+            qtypes=s.qtypes,
+            address_named=s.address_new,
+            model_score=float(model.predict(pair_vector(s))[0]) if model is not None else None,
+            query_means=dict(
+                zip(QUERY_FEATURES, (round(v, 3) for v in s.query_means), strict=True)
+            ),
+            first=s.first,
+            last=s.last,
+        ),
+    )

@@ -316,10 +316,14 @@ def add_incident(
     delete_after: int | None = None,
     factor: float = 20,
     replicas: int = 24,
+    qtype: str | None = None,
 ) -> str:
     """Inject an incident; returns the source (ns/pod) it runs in (spread_leak: the workload,
-    ns/app, whose `replicas` pods each leak a name now and then)."""
-    if kind in ("tunnel", "slow_leak", "few_names", "spread_leak") and encoding not in ENCODERS:
+    ns/app, whose `replicas` pods each leak a name now and then). `qtype` overrides the
+    encoding's query type. retry_names: three encoded names asked `rate` times each within two
+    minutes (a retry loop, the project's first example)."""
+    named = ("tunnel", "slow_leak", "few_names", "retry_names", "spread_leak")
+    if kind in named and encoding not in ENCODERS:
         raise ConfigError(f"unknown encoding {encoding!r}: one of {', '.join(ENCODERS)}")
     if kind == "spread_leak":
         # One workload's replicas each leak a name now and then (`rate` per minute per pod):
@@ -341,7 +345,7 @@ def add_incident(
                     seq += 1
             c.pods.append(pod)
         return f"{ns}/{app}"
-    if kind in ("tunnel", "slow_leak", "few_names"):
+    if kind in ("tunnel", "slow_leak", "few_names", "retry_names"):
         if source is None:
             names, w = _profile(rng, "default", [], 3)
             end = (
@@ -363,7 +367,7 @@ def add_incident(
         else:
             pod = c.pod(source)
         enc = ENCODERS[encoding]
-        qtype = {
+        default_qtype = {
             "base32": "NULL",
             "base64": "TXT",
             "hex": "CNAME",
@@ -372,7 +376,15 @@ def add_incident(
             "words": "A",
             "octets": "A",
         }[encoding]
-        if kind == "few_names":
+        qtype = qtype or default_qtype
+        if kind == "retry_names":
+            fixed = [f"{enc(rng, i)}.{domain}" for i in range(3)]
+            asks = max(2, int(rate))
+            for q in fixed:
+                for m, n in ((at, asks - asks // 2), (at + 1, asks // 2)):
+                    if m < c.minutes:
+                        pod.extra.append((m, q, "TXT", n))
+        elif kind == "few_names":
             fixed = [f"{enc(rng, i)}.{domain}" for i in range(3)]
             for m in range(at, min(c.minutes, at + duration)):
                 for q in fixed:
@@ -395,8 +407,55 @@ def add_incident(
         pod.rate_at = flooded
         return pod.source
     raise ConfigError(
-        f"unknown incident kind {kind!r}: tunnel, slow_leak, few_names, spread_leak or flood"
+        f"unknown incident kind {kind!r}: tunnel, slow_leak, few_names, retry_names, "
+        "spread_leak or flood"
     )
+
+
+FAMILIES = ("shared_storage", "dkim")
+
+
+def add_family(c: Cluster, family: str, rng: np.random.Generator) -> str:
+    """A benign family that looks encoded but is not; returns its workload (ns/app).
+
+    shared_storage: an uploader's two replicas resolve the same 36 object-storage endpoints
+    named by 32 hex digits, all day (names shared by clients: hosts).
+    dkim: a mail server resolves DKIM keys under 40 32-character selectors of one mail
+    provider, TXT, each re-asked all day (repetition spread over time: hosts)."""
+    alnum = string.ascii_lowercase + string.digits
+    if family == "shared_storage":
+        hosts = [
+            f"{_rand_token(rng, '0123456789abcdef', 32)}.objects.storage-cloud.example"
+            for _ in range(36)
+        ]
+        rs = _rand_token(rng, alnum, 9)
+        for _ in range(2):
+            names, _w = _profile(rng, "media", hosts, 2)
+            w = np.full(len(names), 1.0 / len(names))
+            pod_name = f"uploader-{rs}-{_rand_token(rng, 'bcdfghjklmnpqrstvwxz2456789', 5)}"
+            c.pods.append(
+                Pod("media", pod_name, int(rng.integers(0, c.nodes)), 0, c.minutes, names, w, 8)
+            )
+        return "media/uploader"
+    if family == "dkim":
+        selectors = [f"{_rand_token(rng, alnum, 32)}._domainkey.bigmail.example" for _ in range(40)]
+        names = list(selectors)
+        w = np.full(len(names), 1.0 / len(names))
+        c.pods.append(
+            Pod(
+                "mail",
+                _pod_name(rng, "mta"),
+                int(rng.integers(0, c.nodes)),
+                0,
+                c.minutes,
+                names,
+                w,
+                3,
+                qtype="TXT",
+            )
+        )
+        return "mail/mta"
+    raise ConfigError(f"unknown family {family!r}: {', '.join(FAMILIES)}")
 
 
 def _escape(value: str) -> str:
@@ -535,6 +594,7 @@ def build(hours: float, incidents: list[str], seed: int = 7, start: int = DEFAUL
         "delete_after",
         "factor",
         "replicas",
+        "qtype",
     }
     for spec in incidents:
         kind, opts = parse_incident(spec)
@@ -551,7 +611,7 @@ def build(hours: float, incidents: list[str], seed: int = 7, start: int = DEFAUL
                     kwargs[key] = float(opts[key])
             if "replicas" in opts:
                 kwargs["replicas"] = int(opts["replicas"])
-            for key in ("source", "domain", "encoding"):
+            for key in ("source", "domain", "encoding", "qtype"):
                 if key in opts:
                     kwargs[key] = opts[key]
         except ValueError as exc:

@@ -45,6 +45,18 @@ class Window:
     # The day window (windows.day): names of the pairs that could alert over it; empty when off.
     day_seconds: float = 0.0
     day: pd.DataFrame = field(default_factory=empty_names)
+    # (source, name) -> bitmask of the long window's judge.repeat_step steps (bit k: the step
+    # ending k steps before `at`) in which the name was asked again after its first ask.
+    # Repetition says "hosts" only when spread over time; no entry: asked once, or in a burst.
+    reasks: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    # zone -> clients (workloads or nodes) resolving it in the long window, where the source
+    # counted them in its own query language (Prometheus); files give complete tables instead.
+    prevalence: Mapping[str, int] = field(default_factory=dict)
+
+
+def reask_bit(at: float, t: float, step: float) -> int:
+    """The reasks bit of a re-ask at time t (<= at)."""
+    return 1 << int((at - t) // step)
 
 
 def shape_prefilter(label_length: int, name_length: int) -> str:

@@ -18,12 +18,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from watcher.config import LABELS_CONTEXT, SOURCE_CONTEXT, Config, with_source_labels
-from watcher.detect.burst import day_history_needed
+from watcher.config import (
+    LABELS_CONTEXT,
+    SOURCE_CONTEXT,
+    Config,
+    day_history_needed,
+    with_source_labels,
+)
 from watcher.domains import normalize
 from watcher.errors import MissingDataError, SourceError
 from watcher.sources.prometheus import HELM_HINT
-from watcher.window import Window, apply_prefilter, empty_names, source_name
+from watcher.window import Window, apply_prefilter, empty_names, reask_bit, source_name
 
 _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(,?)')
 _UNESCAPE = re.compile(r"\\(.)")
@@ -232,6 +237,8 @@ class MetricsFileSource:
         short: dict[tuple[str, str], float] = {}
         long: dict[tuple[str, str], float] = {}
         day: dict[tuple[str, str], float] = {}
+        reasks: dict[tuple[str, str], int] = {}
+        rstep = cfg.judge.repeat_step
         volume: dict[str, np.ndarray] = {}
         disordered = 0
         for block, labels, value, stamp in samples(self.path, lab.metric, Survey()):
@@ -261,6 +268,8 @@ class MetricsFileSource:
                     day[pair] = day.get(pair, 0.0) + delta
                 if t > long_from:
                     long[pair] = long.get(pair, 0.0) + delta
+                    if prev is not None:  # asked again after its first ask
+                        reasks[pair] = reasks.get(pair, 0) | reask_bit(at, t, rstep)
                     if t > short_from:
                         short[pair] = short.get(pair, 0.0) + delta
             if history and t > base_from:
@@ -297,6 +306,7 @@ class MetricsFileSource:
             warnings=warnings,
             day_seconds=span,
             day=_frame(day) if span else empty_names(),
+            reasks=reasks,
         )
 
     def _in_cluster(self, name: str) -> bool:

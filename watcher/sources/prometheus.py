@@ -26,14 +26,27 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
-from watcher.config import LABELS_CONTEXT, SOURCE_CONTEXT, Config, with_source_labels
-from watcher.detect.burst import day_candidate_min, day_history_needed
+from watcher.config import (
+    LABELS_CONTEXT,
+    SOURCE_CONTEXT,
+    Config,
+    day_candidate_min,
+    day_history_needed,
+    with_source_labels,
+)
 from watcher.domains import DomainRules, normalize
 from watcher.errors import ConfigError, MissingDataError, RefusedError, SourceError
 from watcher.progress import QUIET
 from watcher.sources import promql
 from watcher.text import promql_string, regex_escape, terminal_safe
-from watcher.window import Window, empty_names, shape_prefilter, source_name, workload_of
+from watcher.window import (
+    Window,
+    empty_names,
+    reask_bit,
+    shape_prefilter,
+    source_name,
+    workload_of,
+)
 
 HELM_HINT = (
     "enable it in Cilium's Helm values: hubble.metrics.enabled=\"{dns:query;ignoreAAAA;"
@@ -63,6 +76,7 @@ class PrometheusSource:
         self._partition: tuple[str, list[str], bool] | None = None
         self._node_sources: set[str] = set()
         self._live = True  # window(): the recent volume has a value at scan time
+        self._prevalence: dict[str, int] = {}
         p = cfg.prometheus
         headers = dict(p.headers)
         token = _secret("PROMETHEUS_TOKEN")
@@ -313,6 +327,8 @@ class PrometheusSource:
         if not self._live:  # no query in the last step (or a server that ignored match[]
             # in check()): count, to tell a missing metric or one gone absent
             warnings += self.diagnose(at)
+        show("looking up when repeated names were asked again", 3, 5)
+        reasks = self._reasks(at, [got["long"], got["shaped"]])
         self.progress.finish()
         return Window(
             at=at,
@@ -327,7 +343,56 @@ class PrometheusSource:
             warnings=warnings,
             day_seconds=day,
             day=got.get("day", empty_names()),
+            reasks=reasks,
+            prevalence=self._prevalence,
         )
+
+    REASK_NAMES = 32  # repeated names looked up per (workload, zone): enough to see a spread
+
+    def _reasks(self, at: float, tables: list[pd.DataFrame]) -> dict[tuple[str, str], int]:
+        """For names asked more than once in the long window (the only ones repetition can
+        quiet), the steps in which each was asked again: increase() per step, which never sees
+        a series' first ask. The most queried REASK_NAMES per (workload, zone), fetched by
+        exact value."""
+        cfg, lab = self.cfg, self.cfg.labels
+        frames = [t for t in tables if not t.empty]
+        if not frames:
+            return {}
+        rows = pd.concat(frames).drop_duplicates(["source", "name"])
+        rows = rows[rows["queries"] >= 2]
+        if rows.empty:
+            return {}
+        rows = rows.assign(
+            key=rows["source"].map(self._workload_key) + "\0" + rows["name"].map(promql.zone_of)
+        )
+        top = (
+            rows.sort_values("queries", ascending=False)
+            .groupby("key", sort=False)
+            .head(self.REASK_NAMES)
+        )
+        step = cfg.judge.repeat_step
+        start = at - cfg.windows.long + step
+        out: dict[tuple[str, str], int] = {}
+        values = sorted(set(top["name"]))
+        for batch in _batches([regex_escape(v) for v in values], self.VALUES_CHARS):
+            pattern = "(?s)(?:" + "|".join(batch) + r")\.?"  # stored with the trailing dot
+            exact = f"{lab.query}=~{promql_string(pattern)}"
+            res = self._ask(
+                lambda extra, e=exact: promql.reasks(  # type: ignore[misc]
+                    promql.selector(lab.metric, [e, *extra]), step, lab.source, lab.query
+                ),
+                at,
+                "re-asks of repeated names",
+                (start, step),
+            )
+            for r in res:
+                pair = (self._source_of(r["metric"]), normalize(r["metric"].get(lab.query, "")))
+                mask = out.get(pair, 0)
+                for t, v in r.get("values", ()):
+                    if float(v) > 0:
+                        mask |= reask_bit(at, float(t), step)
+                out[pair] = mask
+        return out
 
     def _reaches_back(self, at: float, seconds: float) -> bool:
         """Whether the metric has series older than `seconds` before `at` (label names of the
@@ -366,6 +431,12 @@ class PrometheusSource:
             f"distinct names per source and zone ({name} window)",
         )
         by_zone: dict[str, set[str]] = {}  # zone -> workloads worth fetching names of
+        if name == "long":  # clients per zone: how private a channel's domain is
+            clients: dict[str, int] = {}
+            for r in counts:
+                zone = r["metric"].get("dnswatch_zone", "")
+                clients[zone] = clients.get(zone, 0) + 1
+            self._prevalence = clients
         for r in counts:
             zone = r["metric"].get("dnswatch_zone", "")
             if zone and float(r["value"][1]) >= min_distinct and not rules.is_allowlisted(zone):

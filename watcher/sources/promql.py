@@ -124,6 +124,13 @@ def names(
     return f"sum by ({by(with_host(source_labels))}, {query_label}) ({act})"
 
 
+def reasks(sel: str, step: float, source_labels: list[str], query_label: str) -> str:
+    """Per (source, name) and step: asked again in that step (evaluate as a range query with
+    this step). increase() never sees a series' first ask, which is what a re-ask excludes."""
+    labels = by([*with_host(source_labels), query_label])
+    return f"sum by ({labels}) (increase({sel}[{promql_duration(step)}])) > 0"
+
+
 def volume(sel: str, step: float, source_labels: list[str]) -> str:
     """Queries per source per step (evaluate as a range query with this step). increase() handles
     agent restarts; a name's very first query is not in it (the burst detector counts those), so

@@ -1,0 +1,310 @@
+"""The evidence record the judge reads: one per channel, (client, registered domain).
+
+A channel is what a leak is: a client talking to a domain. The client is the workload
+(`ns/app`: pods of one Deployment, DaemonSet or Job together, StatefulSet ordinals apart) or,
+with no pod identity, the node. Every source fills the same record over the same windows:
+
+- Prometheus and metrics files through `from_window` (per-pod name tables, grouped here);
+- flow lines through the flow window (watcher/flows/), which adds what only flows show
+  (answers, timing, the per-query model score).
+
+Fields a source cannot see stay None (answers from metrics, timing from anything but flows);
+the judge says so in the evidence instead of guessing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from watcher.config import Config
+from watcher.domains import DomainRules
+from watcher.duration import human_duration
+from watcher.lexical import shape
+from watcher.text import truncate
+from watcher.window import Window, workload_of
+
+_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-._")
+
+
+def odd_name(name: str) -> bool:
+    """A character no host name has (`+ / =`, non-ASCII, ...): never a host, whatever repeats."""
+    return not set(name.lower()) <= _HOST_CHARS
+
+
+@dataclass(frozen=True, slots=True)
+class NameSet:
+    """Distinct names of a channel in one window, with their lexical evidence."""
+
+    distinct: int
+    queries: float
+    encoded: int  # distinct names scoring >= names.min_score
+    est_bytes: float
+    mean_score: float = 0.0
+    entropy_mean: float = 0.0
+    entropy_max: float = 0.0
+    max_name_length: int = 0
+    alphabet: str = "text"
+    odd: bool = False  # some name has a character no host name has
+    samples: tuple[str, ...] = ()  # most payload-like first
+
+    @property
+    def unique_ratio(self) -> float:
+        return min(1.0, self.distinct / self.queries) if self.queries else 1.0
+
+    @property
+    def encoded_fraction(self) -> float:
+        return self.encoded / self.distinct if self.distinct else 0.0
+
+    def evidence(self, label: str, max_chars: int) -> dict[str, Any]:
+        return {
+            "window": label,
+            "distinct_names": self.distinct,
+            "queries": round(self.queries, 1),
+            "unique_ratio": round(self.unique_ratio, 3),
+            "encoded_fraction": round(self.encoded_fraction, 3),
+            "mean_score": round(self.mean_score, 3),
+            "entropy_mean": round(self.entropy_mean, 3),
+            "entropy_max": round(self.entropy_max, 3),
+            "max_name_length": self.max_name_length,
+            "alphabet": self.alphabet,
+            "est_bytes": round(self.est_bytes),
+            "sample_names": [truncate(n, max_chars) for n in self.samples],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """The channel's names in one window (short, long or day)."""
+
+    seconds: float
+    names: NameSet
+
+    @property
+    def label(self) -> str:
+        return human_duration(self.seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class Answers:
+    """What the resolver answered the channel (flow lines; None where a source cannot see it)."""
+
+    responses: int
+    nxdomain_share: float
+    empty_share: float  # NOERROR with no address and no CNAME
+    address_share: float  # answers carrying addresses
+    distinct_addresses: int
+    data_share: float  # answers carrying TXT/NULL/... records
+    unanswered_share: float
+    denied_share: float  # requests dropped by policy
+
+    def real_address_share(self, distinct_names: int) -> float:
+        """The address share, discounted when one or two addresses answer every name: a
+        wildcard record on an attacker's server, not hosts of their own."""
+        names = max(min(distinct_names, 1024), 1)
+        spread = min(1.0, self.distinct_addresses / (0.3 * names))
+        return self.address_share * spread
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """What only flow lines show: pace, size regularity, query types, the model's score."""
+
+    gap_mean: float
+    gap_cv: float  # inter-arrival spread / mean: machines are regular, people are not
+    payload_mean: float
+    payload_std: float
+    entropy_std: float
+    data_qtype_share: float
+    qtypes: Mapping[str, int]
+    address_named: int  # new names with an IPv4 address written in them (long window)
+    model_score: float | None
+    query_means: Mapping[str, float] = field(default_factory=dict)
+    first: float = 0.0
+    last: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """Everything known of one (client, registered domain) at time `at`."""
+
+    client: str  # workload (`ns/app`) or `node/...`
+    domain: str
+    at: float
+    pods: tuple[str, ...]  # most active first, bounded by output.sample_names
+    pod_count: int
+    short: Span | None
+    long: Span | None
+    day: Span | None  # only where the history reaches far enough (windows.day)
+    encoded: NameSet | None  # the encoded-looking names of the long window
+    # Distinct slots (windows.step wide) of the long window in which the channel asked again a
+    # name it had asked before: repetition means "hosts" only when spread over time.
+    repeat_slots: int = 0
+    shared_names: int = 0  # its names also asked by another client (another pod or workload)
+    prevalence: int = 0  # clients resolving the domain (this one included); 0: unknown
+    answers: Answers | None = None
+    timing: Timing | None = None
+
+    @property
+    def source(self) -> str:
+        """Who the finding names: the pod when there is one, else the workload."""
+        return self.pods[0] if self.pod_count == 1 and self.pods else self.client
+
+    def spans(self) -> list[Span]:
+        return [s for s in (self.short, self.long, self.day) if s is not None]
+
+    def widest(self) -> NameSet | None:
+        """The names of the longest window the source saw (at least the encoded-looking ones)."""
+        for s in (self.day, self.long, self.short):
+            if s is not None:
+                return s.names
+        return self.encoded  # a Prometheus scan fetches only these for a quiet pair
+
+
+# -- from per-pod name tables (Prometheus, metrics files) ----------------------------------------
+
+
+def annotate(names: pd.DataFrame, rules: DomainRules) -> pd.DataFrame:
+    """Add domain, workload and shape columns; drop the cluster domain, allowlisted names and
+    sources."""
+    cols = ("domain", "workload", "score", "entropy", "alphabet", "est_bytes", "payload_chars")
+    if names.empty:
+        return names.assign(**{c: [] for c in cols})
+    uniq = names["name"].unique()
+    shapes = {n: shape(n) for n in uniq}
+    ignored = {n for n in uniq if rules.ignores(n)}
+    keep = ~names["name"].isin(ignored)
+    if rules.source_globs:
+        keep &= ~names["source"].map(rules.ignores_source).astype(bool)
+    out = names[keep].copy()
+    out["domain"] = out["name"].map(lambda n: shapes[n].domain)
+    out["workload"] = out["source"].map(workload_of)
+    out["score"] = out["name"].map(lambda n: shapes[n].score)
+    out["entropy"] = out["name"].map(lambda n: shapes[n].entropy)
+    out["alphabet"] = out["name"].map(lambda n: shapes[n].alphabet)
+    out["est_bytes"] = out["name"].map(lambda n: shapes[n].est_bytes)
+    out["payload_chars"] = out["name"].map(lambda n: shapes[n].payload_chars)
+    return out[out["domain"] != ""]
+
+
+def name_set(group: pd.DataFrame, samples: int, min_score: float) -> NameSet:
+    """A NameSet from the annotated rows of one channel (a name may appear once per pod)."""
+    per_name = group.groupby("name", sort=False).agg(
+        queries=("queries", "sum"),
+        score=("score", "first"),
+        entropy=("entropy", "first"),
+        alphabet=("alphabet", "first"),
+        est_bytes=("est_bytes", "first"),
+        payload_chars=("payload_chars", "first"),
+    )
+    distinct = len(per_name)
+    top = per_name.sort_values(["score", "payload_chars"], ascending=False).index[:samples]
+    names = per_name.index.astype(str)
+    return NameSet(
+        distinct=distinct,
+        queries=float(per_name["queries"].sum()),
+        encoded=int((per_name["score"] >= min_score).sum()),
+        est_bytes=float(np.round(per_name["est_bytes"].sum())),
+        mean_score=float(per_name["score"].mean()) if distinct else 0.0,
+        entropy_mean=float(per_name["entropy"].mean()) if distinct else 0.0,
+        entropy_max=float(per_name["entropy"].max()) if distinct else 0.0,
+        max_name_length=int(names.str.len().max()) if distinct else 0,
+        alphabet=Counter(per_name["alphabet"]).most_common(1)[0][0] if distinct else "text",
+        odd=any(odd_name(n) for n in names),
+        samples=tuple(str(n) for n in top),
+    )
+
+
+def _groups(table: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
+    if table.empty:
+        return {}
+    return {(str(w), str(d)): g for (w, d), g in table.groupby(["workload", "domain"], sort=False)}
+
+
+def _mask_of(reasks: Mapping[tuple[str, str], int], rows: pd.DataFrame) -> int:
+    mask = 0
+    for pair in zip(rows["source"], rows["name"], strict=True):
+        mask |= reasks.get(pair, 0)
+    return mask
+
+
+def from_window(window: Window, cfg: Config, rules: DomainRules) -> list[Channel]:
+    """Group a Window's per-pod name tables into channels (the metrics sources' record)."""
+    samples, min_score = cfg.output.sample_names, cfg.names.min_score
+    short = _groups(annotate(window.short, rules))
+    long_t = annotate(window.long, rules)
+    long = _groups(long_t)
+    day = _groups(annotate(window.day, rules)) if window.day_seconds > window.long_seconds else {}
+    shaped = annotate(window.shaped, rules)
+    hits = _groups(shaped[shaped["score"] >= min_score]) if not shaped.empty else {}
+    shared = _shared(long_t, shaped)
+    prevalence = _prevalence(window, long_t, rules)
+    out = []
+    for key in dict.fromkeys([*short, *long, *day, *hits]):
+        client, domain = key
+        rows = [
+            g for g in (short.get(key), long.get(key), day.get(key), hits.get(key)) if g is not None
+        ]
+        pods: Counter[str] = Counter()
+        for g in rows:
+            for src, q in zip(g["source"], g["queries"], strict=True):
+                pods[str(src)] += int(q)
+        longest = long.get(key)
+        if longest is None:
+            longest = hits.get(key)
+        mask = _mask_of(window.reasks, longest) if longest is not None else 0
+        names = set(longest["name"]) if longest is not None else set()
+        out.append(
+            Channel(
+                client=client,
+                domain=domain,
+                at=window.at,
+                pods=tuple(p for p, _ in pods.most_common(max(samples, 1))),
+                pod_count=len(pods),
+                short=_span(short.get(key), window.short_seconds, samples, min_score),
+                long=_span(long.get(key), window.long_seconds, samples, min_score),
+                day=_span(day.get(key), window.day_seconds, samples, min_score),
+                encoded=name_set(hits[key], samples, min_score) if key in hits else None,
+                repeat_slots=mask.bit_count(),
+                shared_names=len(names & shared),
+                prevalence=prevalence.get(domain) or prevalence.get(zone_of(domain), 0),
+            )
+        )
+    return out
+
+
+def _span(
+    group: pd.DataFrame | None, seconds: float, samples: int, min_score: float
+) -> Span | None:
+    return None if group is None else Span(seconds, name_set(group, samples, min_score))
+
+
+def _prevalence(window: Window, long_t: pd.DataFrame, rules: DomainRules) -> dict[str, int]:
+    """Clients (workloads or nodes) resolving each domain in the long window: from the source's
+    zone counts where it sent them (Prometheus), else from the complete name table (files)."""
+    out: dict[str, int] = {}
+    if window.complete and not long_t.empty:
+        counts = long_t.groupby("domain")["workload"].nunique()
+        out.update({str(d): int(n) for d, n in counts.items()})
+    for zone, n in window.prevalence.items():
+        out.setdefault(zone, n)
+    return out
+
+
+def zone_of(domain: str) -> str:
+    """The two-label zone Prometheus counts clients by (a superset of the registered domain)."""
+    return ".".join(domain.rsplit(".", 2)[-2:])
+
+
+def _shared(*tables: pd.DataFrame) -> set[str]:
+    """Names asked by two or more clients (pods): a payload is unique to its sender."""
+    rows = [t[["source", "name"]] for t in tables if not t.empty]
+    if not rows:
+        return set()
+    askers = pd.concat(rows).drop_duplicates().groupby("name")["source"].nunique()
+    return set(askers[askers >= 2].index.astype(str))

@@ -1,0 +1,311 @@
+"""The judge: one channel's evidence record + Config -> at most one finding. Every source's
+channels go through here, so metrics and flow lines judge alike (docs/detection.md).
+
+Rules that raise a channel (each gives a kind, for the output contract):
+- subdomain_burst: many distinct names in the short, long or day window (fewer when they look
+  encoded, or when the channel is private: a domain only this client resolves, one-off names,
+  answers without real addresses);
+- suspicious_name: a few names shaped like encoded payloads;
+- channel_behaviour (flow lines only): one-off long names to a rarely used domain, no addresses
+  in the answers, a machine's pace.
+
+Principles that keep a channel quiet (the finding stays, as info, with `why_not_alerted`):
+- a payload is unique to its sender: names also asked by other clients are hosts;
+- repetition counts when spread over time: names re-asked across the long window are hosts,
+  names re-asked in one burst (a retry loop) are not;
+- real hosts answer with addresses (where the source sees answers).
+Names with a character no host name has are never quieted.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from watcher.channel import Channel, NameSet, Span
+from watcher.config import Config, day_encoded_min
+from watcher.duration import human_duration
+from watcher.findings import SEVERITY_RANK, Finding, Kind, Severity
+
+_Candidate = tuple[Severity, Kind, float, str, dict[str, Any]]
+# On a tie in severity: the burst (the whole picture, and the same kind from every source),
+# then flows' behaviour, then the few encoded names.
+_KIND_ORDER: dict[str, int] = {"suspicious_name": 0, "channel_behaviour": 1, "subdomain_burst": 2}
+
+
+def _clip(x: float) -> float:
+    return 0.0 if x < 0 else 1.0 if x > 1 else x
+
+
+def burst_severity(names: NameSet, base: int, encoded_min: int, cfg: Config) -> Severity | None:
+    """The burst rule on a window's names: `base` plain names, or `encoded_min` when most of
+    them look encoded; critical at `critical_factor` times that."""
+    b = cfg.burst
+    looks_encoded = names.encoded_fraction >= b.encoded_fraction
+    threshold = min(base, encoded_min) if looks_encoded else base
+    if names.distinct >= threshold:
+        critical_at = (
+            max(base, encoded_min * b.critical_factor)
+            if looks_encoded
+            else base * b.critical_factor
+        )
+        return "critical" if names.distinct >= critical_at else "warning"
+    return "info" if names.distinct >= b.info_min_distinct else None
+
+
+def private_channel(ch: Channel, cfg: Config) -> str | None:
+    """Why the channel is private (lower thresholds), or None: only this client resolves the
+    domain, each name is asked once, and no answer carried real addresses."""
+    names = ch.widest()
+    if names is None or ch.prevalence != 1:
+        return None
+    if names.unique_ratio < cfg.judge.one_off_ratio:
+        return None
+    if ch.answers is not None and (
+        ch.answers.real_address_share(names.distinct) > cfg.flows.max_address_share
+    ):
+        return None
+    seen = "answers without addresses" if ch.answers is not None else "answers not visible"
+    return f"only this client resolves {ch.domain}, names asked once, {seen}"
+
+
+def hosts_reason(ch: Channel, cfg: Config) -> tuple[str, str] | None:
+    """(principle, why) the channel's names are hosts, not a payload, or None. The principle
+    is one of `shared_names`, `spread_repetition`, `address_answers`."""
+    names = ch.widest()
+    if names is None or names.distinct == 0:
+        return None
+    j, b = cfg.judge, cfg.burst
+    if ch.shared_names >= max(2, j.shared_fraction * names.distinct):
+        return "shared_names", (
+            f"{ch.shared_names} of {names.distinct} names are also asked by other clients: "
+            "shared hosts, not one sender's payload"
+        )
+    long_spans = [s for s in (ch.long, ch.day) if s is not None]
+    repeat = min((s.names.unique_ratio for s in long_spans), default=names.unique_ratio)
+    if repeat < b.min_unique_ratio and ch.repeat_slots >= j.repeat_min_slots:
+        over = max((s.seconds for s in long_spans), default=cfg.windows.long)
+        return "spread_repetition", (
+            f"names re-queried over {human_duration(over)} (distinct/queries {repeat:.2f}, "
+            f"asked again in {ch.repeat_slots} {human_duration(cfg.judge.repeat_step)} steps): "
+            "hosts, not one-off chunks"
+        )
+    a = ch.answers
+    if a is not None and a.real_address_share(names.distinct) > cfg.flows.max_address_share:
+        answered = (
+            f"answers carry {a.distinct_addresses} different addresses ({a.address_share:.0%})"
+        )
+        named = ch.timing.address_named if ch.timing is not None else 0
+        if names.unique_ratio < b.min_unique_ratio:
+            why = f"{answered} and names repeat (unique ratio {names.unique_ratio:.2f})"
+        elif names.distinct and named / names.distinct >= 0.8:
+            why = f"{answered} and names are IP-named hosts"
+        elif names.encoded_fraction < b.encoded_fraction:
+            why = answered
+        else:
+            return None
+        return "address_answers", f"{why}: real hosts"
+    return None
+
+
+def _common(ch: Channel, cfg: Config) -> dict[str, Any]:
+    ev: dict[str, Any] = {
+        "workload": ch.client,
+        "pods": ch.pod_count,
+        "sample_pods": list(ch.pods[: cfg.output.sample_names]),
+        "repeat_slots": ch.repeat_slots,
+        "shared_names": ch.shared_names,
+        "prevalence_clients": ch.prevalence or None,
+    }
+    a = ch.answers
+    if a is not None:
+        ev.update(
+            nxdomain_share=round(a.nxdomain_share, 3),
+            empty_answer_share=round(a.empty_share, 3),
+            address_answer_share=round(a.address_share, 3),
+            distinct_answer_addresses=a.distinct_addresses,
+            data_answer_share=round(a.data_share, 3),
+            denied_share=round(a.denied_share, 3),
+            unanswered_share=round(a.unanswered_share, 3),
+        )
+    t = ch.timing
+    if t is not None:
+        names = ch.widest()
+        ev.update(
+            payload_chars_mean=round(t.payload_mean, 1),
+            payload_chars_std=round(t.payload_std, 1),
+            entropy_std=round(t.entropy_std, 3),
+            data_qtype_share=round(t.data_qtype_share, 3),
+            interarrival_mean_s=round(t.gap_mean, 3),
+            interarrival_cv=round(t.gap_cv, 3),
+            qtypes=dict(t.qtypes),
+            model_score=round(t.model_score, 3) if t.model_score is not None else None,
+            query_features=dict(t.query_means),
+            first_seen=t.first,
+            last_seen=t.last,
+            bytes_per_second=round(
+                (names.est_bytes if names else 0.0) / max(t.last - t.first, 1.0), 2
+            ),
+        )
+    return ev
+
+
+def _of_pods(ch: Channel) -> str:
+    return f" from {ch.pod_count} pods of {ch.client}" if ch.pod_count > 1 else ""
+
+
+def _bursts(ch: Channel, cfg: Config, private: str | None) -> list[_Candidate]:
+    b = cfg.burst
+    spans: list[tuple[Span | None, int, int, bool]] = [
+        (ch.short, b.short_min_distinct, b.encoded_min_distinct, False),
+        (ch.long, b.long_min_distinct, b.encoded_min_distinct, False),
+    ]
+    if ch.day is not None:
+        spans.append((ch.day, b.day_min_distinct, day_encoded_min(cfg, ch.day.seconds), True))
+    out: list[_Candidate] = []
+    for i, (span, base, enc_min, alerts_only) in enumerate(spans):
+        if span is None:
+            continue
+        if private and i > 0:  # the long and day windows: a private channel needs fewer
+            base = max(b.info_min_distinct, math.ceil(base * cfg.judge.private_factor))
+        sev = burst_severity(span.names, base, enc_min, cfg)
+        if sev is None or (alerts_only and sev == "info"):
+            continue
+        names = span.names
+        ev = names.evidence(span.label, cfg.output.max_name_chars)
+        ev["threshold_distinct"] = base
+        if private and i > 0:
+            ev["private_channel"] = private
+        score = min(
+            1.0,
+            0.5 * min(1.0, names.distinct / (2 * base))
+            + 0.5 * names.encoded_fraction
+            + 0.25 * (sev == "critical"),
+        )
+        summary = (
+            f"{names.distinct} distinct names under {ch.domain} in {span.label}{_of_pods(ch)} "
+            f"({names.encoded_fraction:.0%} encoded-looking, ~{int(names.est_bytes)} bytes)"
+        )
+        out.append((sev, "subdomain_burst", score, summary, ev))
+    return out
+
+
+def _encoded(ch: Channel, cfg: Config) -> list[_Candidate]:
+    names = ch.encoded
+    if names is None or names.distinct == 0:
+        return []
+    n = cfg.names
+    k = names.distinct
+    sev: Severity = (
+        "critical" if k >= n.critical_distinct else "warning" if k >= n.min_distinct else "info"
+    )
+    label = human_duration(cfg.windows.long)
+    summary = (
+        f"{k} encoded-looking name{'s' if k != 1 else ''} under {ch.domain} in {label}"
+        f"{_of_pods(ch)} ({names.alphabet}, longest {names.max_name_length} chars, "
+        f"{names.queries:.0f} queries)"
+    )
+    score = min(1.0, names.mean_score * min(1.0, 0.5 + k / (2 * n.min_distinct)))
+    return [
+        (sev, "suspicious_name", score, summary, names.evidence(label, cfg.output.max_name_chars))
+    ]
+
+
+def behaviour(ch: Channel) -> dict[str, float]:
+    """Flow-only signals in [0, 1], 1 = channel-like; their mean is the behaviour score. The
+    model's score is one signal among them, never an alert on its own (docs/flow-model.md)."""
+    t, a, names = ch.timing, ch.answers, ch.long.names if ch.long else None
+    if t is None or a is None or names is None:
+        return {}
+    regular = _clip(1.0 - t.gap_cv / 2.0) if t.gap_mean > 0 else 0.0
+    uniform = _clip(1.0 - (t.payload_std / t.payload_mean) / 0.6) if t.payload_mean else 0.0
+    signals = {
+        "no_address": _clip(1.0 - a.real_address_share(names.distinct)),
+        "failed_or_data": _clip(
+            a.nxdomain_share + a.empty_share + a.data_share + a.unanswered_share
+        ),
+        "data_qtypes": t.data_qtype_share,
+        "regular_timing": regular,
+        "uniform_size": uniform,
+        "one_off_names": _clip((names.unique_ratio - 0.5) / 0.5),
+    }
+    if t.model_score is not None:
+        signals["model"] = t.model_score
+    return signals
+
+
+def _behaviour(ch: Channel, cfg: Config) -> tuple[list[_Candidate], str | None]:
+    signals = behaviour(ch)
+    f = cfg.flows
+    names = ch.long.names if ch.long else None
+    if not signals or names is None or names.distinct < f.min_distinct:
+        return [], None
+    assert ch.timing is not None and ch.answers is not None
+    score = sum(signals.values()) / len(signals)
+    gates = {
+        "distinct": names.distinct >= f.min_distinct,
+        "unique": names.unique_ratio >= f.min_unique_ratio,
+        "long_names": ch.timing.payload_mean >= f.min_payload_chars,
+        "no_addresses": ch.answers.real_address_share(names.distinct) <= f.max_address_share,
+        "private": ch.prevalence <= f.max_prevalence,
+    }
+    missed = None
+    if all(gates.values()) and score >= f.behaviour_score:
+        sev: Severity = (
+            "critical"
+            if names.distinct >= f.critical_distinct or names.est_bytes >= 8192
+            else "warning"
+        )
+    else:
+        sev = "info"
+        failed = [k for k, ok in gates.items() if not ok]
+        if score < f.behaviour_score:
+            failed.append(f"behaviour score {score:.2f} < {f.behaviour_score}")
+        missed = "not alerted: " + ", ".join(failed)
+    a = ch.answers
+    summary = (
+        f"{names.distinct} one-off names under {ch.domain} from {ch.client} "
+        f"({ch.pod_count} pod{'s' if ch.pod_count != 1 else ''}), "
+        f"{a.real_address_share(names.distinct):.0%} answered with real addresses, mean "
+        f"{ch.timing.payload_mean:.0f} chars, ~{int(names.est_bytes)} bytes"
+    )
+    ev = names.evidence(human_duration(cfg.windows.long), cfg.output.max_name_chars)
+    ev.update(
+        behaviour={k: round(v, 3) for k, v in signals.items()},
+        behaviour_score=round(score, 3),
+        gates=gates,
+    )
+    return [(sev, "channel_behaviour", score, summary, ev)], missed
+
+
+def judge(ch: Channel, cfg: Config) -> Finding | None:
+    """The one finding a channel deserves now, or None."""
+    private = private_channel(ch, cfg)
+    candidates = _bursts(ch, cfg, private) + _encoded(ch, cfg)
+    flow, missed = _behaviour(ch, cfg)
+    candidates += flow
+    if not candidates:
+        return None
+    # Most severe; on a tie by _KIND_ORDER, then the higher score.
+    sev, kind, score, summary, ev = max(
+        candidates,
+        key=lambda c: (SEVERITY_RANK[c[0]], _KIND_ORDER[c[1]], c[2], c[4]["distinct_names"]),
+    )
+    hosts = hosts_reason(ch, cfg)
+    odd = any(s.names.odd for s in ch.spans()) or (ch.encoded is not None and ch.encoded.odd)
+    evidence = {**ev, **_common(ch, cfg)}
+    # Every rule that raised the channel, so a reader sees all of the case.
+    evidence["reasons"] = [f"{c[1]} {c[0]}: {c[3]}" for c in candidates if c[0] != "info"]
+    for c in flow:
+        if c[0] != "info" and kind != c[1]:
+            evidence.update({k: c[4][k] for k in ("behaviour", "behaviour_score", "gates")})
+    if hosts and not odd:
+        sev = "info"
+        evidence["quieted_by"], evidence["why_not_alerted"] = hosts
+    elif sev == "info" and missed:
+        evidence["why_not_alerted"] = missed
+    return Finding(kind, sev, ch.source, ch.domain, score, summary, evidence)
+
+
+def judge_all(channels: list[Channel], cfg: Config) -> list[Finding]:
+    return [f for ch in channels if (f := judge(ch, cfg)) is not None]
