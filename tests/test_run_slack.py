@@ -56,7 +56,7 @@ def test_each_incident_is_sent_once_then_resolved_once(
         assert first.returncode == 0, first.stderr
         assert len(slack.posts(HOOK)) == ACTIVE_AT_356
         heads = headers_of(slack)
-        assert sum("CRITICAL" in h for h in heads) == 2 and sum("WARNING" in h for h in heads) == 2
+        assert sum("CRITICAL" in h for h in heads) == 2 and sum("WARNING" in h for h in heads) == 3
         for minute in (360, 365, 380):
             again = run(cluster_prom, cluster_history, minute, e)
             assert again.returncode == 0, again.stderr
@@ -273,7 +273,7 @@ def test_dry_run_renders_every_message_and_sends_nothing(
         proc = run(cluster_prom, cluster_history, 356, e, "--dry-run")
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.count("# slack: firing") == ACTIVE_AT_356
-        assert "# alertmanager: POST /api/v2/alerts (4 alerts)" in proc.stdout
+        assert "# alertmanager: POST /api/v2/alerts (5 alerts)" in proc.stdout
         assert slack.requests == []
         assert not (tmp_path / "state.sqlite").exists()
 

@@ -62,7 +62,7 @@ def test_serve_runs_cycles_exposes_metrics_and_stops_on_sigterm(
         try:
             text = wait_for_metric(url, 'dnswatch_scans_total{outcome="success"} 3.0')
             assert 'dnswatch_findings{kind="high_volume",severity="warning"} 1.0' in text
-            assert 'dnswatch_notifications_total{channel="slack",outcome="sent"} 4.0' in text
+            assert 'dnswatch_notifications_total{channel="slack",outcome="sent"} 5.0' in text
             last = [ln for ln in text.splitlines() if ln.startswith("dnswatch_last_success")]
             assert float(last[0].split()[-1]) > time.time() - 60
             assert requests.get(url + "/healthz", timeout=2).status_code == 200
