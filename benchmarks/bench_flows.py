@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from tests.flowlines import exchange  # noqa: E402
 from watcher import simulate, simulate_flows  # noqa: E402
 from watcher.config import Config  # noqa: E402
-from watcher.flowscan import FlowScan  # noqa: E402
+from watcher.flows.scan import FlowScan  # noqa: E402
 from watcher.sources.flows import parse_line  # noqa: E402
 
 INCIDENTS = [

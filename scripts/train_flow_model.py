@@ -2,10 +2,10 @@
 
     make train-flow-model     # = pip install '.[train]' && python scripts/train_flow_model.py
 
-Data: watcher.flowdata (the project's own families, real tool names from tests/fixtures/netrack),
+Data: watcher.flows.data (the project's own families, real tool names from tests/fixtures/netrack),
 split by registered domain (GroupShuffleSplit), never by row. Model: StandardScaler + an MLP
 (32-16-1, ReLU, logistic output) from scikit-learn; the weights are exported for numpy inference
-(watcher.flowmodel). The alert threshold is the lowest score that keeps the false-positive rate on
+(watcher.flows.model). The alert threshold is the lowest score that keeps the false-positive rate on
 the held-out benign pairs at or below 0.5%. Prints the model card's table; writes
 benchmarks/results/flow_model_eval.json.
 """
@@ -24,8 +24,8 @@ from sklearn.preprocessing import StandardScaler
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from watcher.flowdata import Sample, samples  # noqa: E402
-from watcher.flowmodel import PAIR_FEATURES, pair_vector  # noqa: E402
+from watcher.flows.data import Sample, samples  # noqa: E402
+from watcher.flows.model import PAIR_FEATURES, pair_vector  # noqa: E402
 
 SEED = 1
 INSTANCES = 1500

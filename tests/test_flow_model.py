@@ -11,7 +11,7 @@ import pytest
 from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 
-from watcher.flowmodel import PAIR_FEATURES, FlowModel, query_features, shipped, words
+from watcher.flows.model import PAIR_FEATURES, FlowModel, query_features, shipped, words
 
 
 def _sklearn_twin(raw: dict) -> tuple[StandardScaler, MLPClassifier]:  # type: ignore[type-arg]

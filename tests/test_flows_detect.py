@@ -13,7 +13,7 @@ from tests.flowlines import exchange, request
 from watcher import simulate, simulate_flows
 from watcher.config import Config
 from watcher.findings import Finding
-from watcher.flowscan import FlowScan
+from watcher.flows.scan import FlowScan
 from watcher.simulate import WORDS
 
 T0 = 1_780_000_000.0

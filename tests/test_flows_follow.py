@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tests.conftest import ROOT
 from tests.flowlines import exchange
-from watcher.flowscan import Follower
+from watcher.flows.follow import Follower
 
 T0 = 1_780_000_000.0
 

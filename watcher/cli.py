@@ -528,7 +528,7 @@ def cmd_flows(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from watcher.cycle import Scanned, channels, run_cycle
-    from watcher.flowscan import FlowScan, follow
+    from watcher.flows import FlowScan, follow
     from watcher.render import text_line
     from watcher.selfmetrics import SelfMetrics
     from watcher.sources.flows import read_lines

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from watcher.config import Config, domain_rules
-from watcher.flowwindow import FlowWindow, PairSummary
+from watcher.flows.summary import PairSummary
+from watcher.flows.window import FlowWindow
 from watcher.simulate import WORDS
 from watcher.sources.flows import DnsFlow
 

@@ -5,7 +5,7 @@ as Hubble reports it): length, labels, English words, word ratio, longest word, 
 ratio. Their means over a pair's new names join what only a sequence shows (Žiža et al. 2023):
 one-off names, answers, query types, timing, size spread, prevalence. Inference is numpy only;
 the weights ship in `watcher/data/flow_model.json`, trained by `make train-flow-model`
-(scripts/train_flow_model.py, scikit-learn) from data the project builds (watcher.flowdata).
+(scripts/train_flow_model.py, scikit-learn) from data the project builds (watcher.flows.data).
 Model card: docs/flow-model.md.
 """
 
@@ -18,13 +18,12 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from scipy.special import expit
 
-if TYPE_CHECKING:
-    from watcher.flowwindow import PairSummary
+from watcher.flows.summary import PairSummary
 
 QUERY_FEATURES = (
     "length",
