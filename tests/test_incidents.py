@@ -35,6 +35,31 @@ def fold(
     return [i for i in by_key.values() if i.status == "active"], [e.kind for e in events]
 
 
+def test_a_rollout_that_replaces_the_leaking_pod_continues_the_same_incident() -> None:
+    """Incidents are keyed by channel (workload, domain): the pod is evidence."""
+    old = Finding(
+        "subdomain_burst", "warning", "jobs/exporter-6c9f7d5b8-aaaaa", "x.example", 0.8, "s"
+    )
+    new = Finding(
+        "subdomain_burst", "warning", "jobs/exporter-5d8c7b6a9-bbbbb", "x.example", 0.8, "s"
+    )
+    both = Finding(
+        "suspicious_name",
+        "critical",
+        "jobs/exporter",
+        "x.example",
+        0.9,
+        "s",
+        {"workload": "jobs/exporter"},
+    )
+    active, ev = fold([], [old], T0)
+    assert ev == ["firing"]
+    active, ev = fold(active, [new], T0 + 300)
+    assert ev == [] and len(active) == 1 and active[0].source == "jobs/exporter-6c9f7d5b8-aaaaa"
+    active, ev = fold(active, [both], T0 + 600)
+    assert ev == ["escalated"] and len(active) == 1
+
+
 def test_a_new_finding_fires_once_then_stays_quiet() -> None:
     active, ev = fold([], [finding()], T0)
     assert ev == ["firing"]

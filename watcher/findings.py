@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from watcher.window import workload_of
+
 Kind = Literal["subdomain_burst", "high_volume", "suspicious_name", "channel_behaviour"]
 Severity = Literal["info", "warning", "critical"]
 SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
@@ -26,9 +28,15 @@ class Finding:
     def is_alert(self) -> bool:
         return self.severity in ALERT_SEVERITIES
 
+    @property
+    def channel(self) -> str:
+        """The client a leak is: the workload (or node), whichever pod the finding names, so
+        a rollout, a restart or another replica is the same channel."""
+        return str(self.evidence.get("workload") or workload_of(self.source))
+
     def key(self) -> tuple[str, str, str]:
-        """Identity of the incident: what dedupe and delivery use."""
-        return (self.kind, self.source, self.domain or "")
+        """Identity of the finding: (kind, channel, domain)."""
+        return (self.kind, self.channel, self.domain or "")
 
     def to_json(self) -> dict[str, Any]:
         return {

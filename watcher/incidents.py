@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from watcher.config import IncidentsConfig
 from watcher.findings import SEVERITY_RANK, Finding
+from watcher.window import workload_of
 
 EventKind = Literal["firing", "escalated", "reminder", "resolved"]
 Key = tuple[str, str, str]
@@ -27,8 +28,10 @@ FAMILY = {
 }
 
 
-def family_key(kind: str, source: str, domain: str | None) -> Key:
-    return (FAMILY.get(kind, kind), source, domain or "")
+def family_key(kind: str, channel: str, domain: str | None) -> Key:
+    """An incident is keyed by channel: (family, workload or node, domain). Pods come and go
+    under it: a rollout, a restart or another replica joining continues the same incident."""
+    return (FAMILY.get(kind, kind), channel, domain or "")
 
 
 @dataclass(frozen=True)
@@ -48,8 +51,15 @@ class Incident:
     am_severity: str | None = None  # severity label last posted to Alertmanager
 
     @property
+    def channel(self) -> str:
+        """The workload (or node) of the incident; rows stored before incidents were keyed by
+        channel name a pod, whose workload is taken here, so they continue in place."""
+        evidence = self.finding.get("evidence") or {}
+        return str(evidence.get("workload") or workload_of(self.source))
+
+    @property
     def key(self) -> Key:
-        return family_key(self.kind, self.source, self.domain)
+        return family_key(self.kind, self.channel, self.domain)
 
 
 @dataclass(frozen=True)
@@ -64,7 +74,7 @@ def _strongest(findings: list[Finding], min_severity: str) -> dict[Key, Finding]
     for f in findings:
         if SEVERITY_RANK[f.severity] < floor:
             continue
-        key = family_key(f.kind, f.source, f.domain)
+        key = family_key(f.kind, f.channel, f.domain)
         if key not in best or SEVERITY_RANK[f.severity] > SEVERITY_RANK[best[key].severity]:
             best[key] = f
     return best
