@@ -219,13 +219,14 @@ class JudgeConfig(_Section):
         ),
     )
     repeat_min_slots: int = Field(
-        3,
+        4,
         ge=2,
         description=(
             "Names re-asked (distinct/queries below burst.min_unique_ratio) are hosts only when "
-            "the re-asks fall in at least this many repeat_step steps of the long window (over "
-            "more than 4 minutes): a retry loop asking three names 43 times in two minutes is "
-            "not a host set."
+            "the re-asks fall in at least this many repeat_step steps of the long window: a "
+            "retry loop asking three names 43 times in two minutes touches two steps (three "
+            "where a 60 s scrape delays what Prometheus sees), a host set re-asked over hours "
+            "touches dozens."
         ),
     )
     shared_fraction: float = Field(

@@ -40,7 +40,7 @@ def address_shaped(payload: str) -> bool:
     return _IPV4_IN_NAME.search(payload) is not None
 
 
-# Re-ask steps remembered per pair: the judge needs judge.repeat_step steps >= 3; evidence
+# Re-ask steps remembered per pair: the judge needs judge.repeat_min_slots (4) of them; evidence
 # beyond this many is shown as this many.
 REASKS_KEPT = 16
 
