@@ -38,6 +38,7 @@ test: install
 generate: install
 	$(DNSWATCH) simulate --demo --hours 5 -o examples/demo-cluster.om.gz
 	$(DNSWATCH) config > examples/config.yaml
+	$(PYTHON) -c 'import sys; from watcher.config import reference_markdown as r; sys.stdout.write(r())' > docs/configuration.md
 	$(PYTHON) rules/build.py
 	$(PYTHON) dashboards/build.py
 	$(PYTHON) k8s/build.py

@@ -80,6 +80,29 @@ def test_the_example_config_is_the_defaults() -> None:
     )
 
 
+def test_the_configuration_reference_is_generated_from_the_model() -> None:
+    from watcher.config import reference_markdown
+
+    assert (ROOT / "docs" / "configuration.md").read_text() == reference_markdown(), (
+        "docs/configuration.md is stale: run `make generate`"
+    )
+
+
+def test_every_docs_path_the_code_and_docs_mention_exists() -> None:
+    """A `docs/...` path named in the code, the manifests or the docs is a promise to a reader."""
+    import re
+
+    pattern = re.compile(r"docs/[A-Za-z0-9_./-]+\.md")
+    missing = []
+    files = [*ROOT.glob("watcher/**/*.py"), *ROOT.glob("docs/**/*.md"), ROOT / "README.md"]
+    files += [*ROOT.glob("k8s/**/*.yaml"), *ROOT.glob("rules/*.yml"), *ROOT.glob("rules/*.yaml")]
+    for path in files:
+        for ref in set(pattern.findall(path.read_text(encoding="utf-8"))):
+            if not (ROOT / ref).exists():
+                missing.append((str(path.relative_to(ROOT)), ref))
+    assert not missing, missing
+
+
 def _alert_keys(report: dict) -> list[tuple[str, str, str]]:  # type: ignore[type-arg]
     return sorted((f["kind"], f["source"], f["domain"]) for f in alerts(report))
 

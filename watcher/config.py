@@ -7,6 +7,7 @@ password) are read from the environment or mounted files only, never from the co
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -656,6 +657,35 @@ def load_config(path: str | Path | None = None, environ: dict[str, str] | None =
         where = ".".join(str(p) for p in first["loc"]) or "config"
         more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise ConfigError(f"config error at {where}: {first['msg']}{more}") from None
+
+
+def reference_markdown() -> str:
+    """docs/configuration.md: every section and field with its default and reason, generated
+    from the model (`make generate`; a test keeps it current)."""
+    lines = [
+        "# Configuration",
+        "",
+        "Generated from the configuration model (`watcher/config.py`) by `make generate`; do",
+        "not edit by hand. One YAML file (`--config FILE`); any field can also be set from the",
+        "environment as `DNSWATCH_<SECTION>__<FIELD>`",
+        "(e.g. `DNSWATCH_BURST__SHORT_MIN_DISTINCT=60`). Durations take `90s`, `10m`, `6h`, `7d`",
+        "or seconds. Secrets (Slack token and webhook, Prometheus credentials) come from the",
+        "environment or mounted files, never from this file. `dnswatch config` prints the same",
+        "defaults as YAML ([examples/config.yaml](../examples/config.yaml)).",
+    ]
+    defaults = Config().model_dump(mode="json")
+    for section, field in Config.model_fields.items():
+        model = field.annotation
+        doc = " ".join((model.__doc__ or "").split()) if model is not None else ""
+        lines += ["", f"## `{section}`", ""]
+        if doc and not doc.startswith(model.__name__ if model is not None else "~"):
+            lines += [doc, ""]
+        lines += ["| field | default | what and why |", "| --- | --- | --- |"]
+        for name, sub in model.model_fields.items():  # type: ignore[union-attr]
+            value = json.dumps(defaults[section][name], ensure_ascii=True)
+            text = (sub.description or "").replace("|", "\\|")
+            lines.append(f"| `{name}` | `{value}` | {text} |")
+    return "\n".join(lines) + "\n"
 
 
 def defaults_yaml() -> str:
