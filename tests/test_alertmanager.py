@@ -17,13 +17,14 @@ from tests.conftest import dnswatch
 from tests.histories import Composite
 from tests.promserver import PrometheusServer, free_port, require
 from tests.receivers import Receiver, receiver
+from watcher.window import workload_of
 
 pytestmark = pytest.mark.prometheus
 
 CONFIG = """
 route:
   receiver: hook
-  group_by: [alertname, source, domain]
+  group_by: [alertname, workload, domain]
   group_wait: 1s
   group_interval: 2s
   repeat_interval: 1h
@@ -88,11 +89,11 @@ def am_env(url: str, state: Path, **extra: str) -> dict[str, str]:
 
 
 def notifications(hook: Receiver, source: str) -> list[tuple[str, str]]:
-    """(status, severity) of each webhook notification for the source."""
+    """(status, severity) of each webhook notification for the source's workload."""
     out = []
     for req in hook.posts("/am"):
         body = req.json()
-        if body["groupLabels"].get("source") == source:
+        if body["groupLabels"].get("workload") == workload_of(source):
             out.append((body["status"], body["alerts"][0]["labels"]["severity"]))
     return out
 
@@ -117,21 +118,25 @@ def test_an_incident_reaches_alertmanager_once_grouped_and_resolves(
 
     flood = cluster_history.incidents["volume flood"][0]
     run(356)
-    posted = {a["labels"]["source"]: a for a in server.alerts()}
+    posted = {(a["labels"]["workload"], a["labels"].get("domain")): a for a in server.alerts()}
     # The flood, three channels, and the numeric tunnel of minute 200-215 still seen as a
     # private channel (one-off names to a zone only it resolves) in the 6 h window.
     assert len(posted) == 5
-    labels = posted[flood]["labels"]
+    labels = posted[(workload_of(flood), None)]["labels"]
+    # The channel's labels, no pod label (pods come and go under an incident): the pods are
+    # an annotation.
     assert labels == {
         "alertname": "DNSExfiltrationSuspected",
         "severity": "warning",
         "kind": "high_volume",
-        "source": flood,
+        "namespace": "shop",
+        "workload": workload_of(flood),
         "cluster": "test",
     }
+    assert posted[(workload_of(flood), None)]["annotations"]["pods"] == flood
     channel = next(a for a in posted.values() if a["labels"].get("domain") == "leak-c.example")
     assert channel["labels"]["severity"] == "critical"
-    assert set(channel["annotations"]) == {"summary", "description", "runbook_url"}
+    assert set(channel["annotations"]) == {"summary", "description", "runbook_url", "pods"}
     assert channel["annotations"]["runbook_url"].endswith("DNSExfiltrationSuspected.md")
     hook.wait_for("/am", 4)
     # Re-posted on every run while active: Alertmanager does not notify again.
@@ -145,8 +150,12 @@ def test_an_incident_reaches_alertmanager_once_grouped_and_resolves(
     while time.time() < deadline and len(notifications(hook, flood)) < 2:
         time.sleep(0.2)
     assert notifications(hook, flood) == [("firing", "warning"), ("resolved", "warning")]
-    still = {a["labels"]["source"] for a in server.alerts() if a["status"]["state"] == "active"}
-    assert flood not in still and len(still) == 4
+    still = {
+        (a["labels"]["workload"], a["labels"].get("domain"))
+        for a in server.alerts()
+        if a["status"]["state"] == "active"
+    }
+    assert (workload_of(flood), None) not in still and len(still) == 4
 
 
 def test_an_escalation_ends_the_alert_under_the_old_severity(

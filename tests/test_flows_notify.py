@@ -63,9 +63,10 @@ def test_a_flow_incident_reaches_a_real_alertmanager(tmp_path: Path) -> None:
             proc = dnswatch("flows", str(path), "--notify", env=e)
             assert proc.returncode == 0, proc.stderr
             alerts = am.alerts()
-            assert [(a["labels"]["source"], a["labels"]["domain"]) for a in alerts] == [
-                (SOURCE, "evil.example")
+            assert [(a["labels"]["workload"], a["labels"]["domain"]) for a in alerts] == [
+                ("shop/api", "evil.example")
             ]
+            assert alerts[0]["annotations"]["pods"] == SOURCE
             assert alerts[0]["labels"]["kind"] in ("subdomain_burst", "suspicious_name")
             hook.wait_for("/am", 1, timeout=30)
         finally:

@@ -95,3 +95,24 @@ def test_shipped_rules_link_repository_docs_that_exist_and_build_takes_a_docs_ur
         r["annotations"]["runbook_url"] for g in built["groups"] for r in g["rules"] if "alert" in r
     ]
     assert got == [u.replace("docs/", "https://git.corp/d/docs/", 1) for u in urls]
+
+
+def test_a_message_names_the_workload_and_a_few_of_its_pods_then_how_many_more() -> None:
+    pods = [f"jobs/exporter-6c9f7d5b8-{i:05d}" for i in range(5)]
+    finding = {
+        "kind": "subdomain_burst",
+        "severity": "warning",
+        "score": 0.8,
+        "summary": "416 distinct names under spread.example in 6h from 24 pods of jobs/exporter",
+        "evidence": {"workload": "jobs/exporter", "pods": 24, "sample_pods": pods},
+    }
+    inc = Incident(
+        "subdomain_burst", "jobs/exporter", "spread.example", "warning", 1.0, 2.0, 2.0,
+        "warning", finding,
+    )  # fmt: skip
+    text = json.dumps(slack.render(inc, "firing", _cfg()))
+    assert "*Workload*\\n`jobs/exporter`" in text
+    assert f"{pods[0]}, {pods[1]}, {pods[2]} +21 more" in text
+    am = alertmanager.alert(inc, _cfg(), 3.0)
+    assert am["labels"]["workload"] == "jobs/exporter" and am["labels"]["namespace"] == "jobs"
+    assert "pod" not in am["labels"] and am["annotations"]["pods"].endswith("+19 more")

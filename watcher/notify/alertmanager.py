@@ -2,9 +2,9 @@
 
 Every run re-posts each active incident with `endsAt = now + ends_after`, so it stays firing while
 the watcher sees it and ends by itself if the watcher dies; a resolved incident is posted once
-with `endsAt = now`. Labels are stable (alertname, severity, source, domain, kind + extra), so
-Alertmanager groups, silences and routes them; when the severity changes, the alert under the old
-severity label is ended in the same post.
+with `endsAt = now`. Labels are stable (alertname, severity, namespace, workload, domain, kind
++ extra; the pods are an annotation), so Alertmanager groups, silences and routes them; when the
+severity changes, the alert under the old severity label is ended in the same post.
 """
 
 from __future__ import annotations
@@ -33,14 +33,19 @@ def _ts(t: float) -> str:
 
 
 def labels(incident: Incident, severity: str, cfg: AlertmanagerConfig) -> dict[str, str]:
+    """Labels of the channel, not of a pod: pods come and go under an incident, and a label that
+    changes would split Alertmanager's grouping and inhibition. The pods are annotations."""
     out = {
         **cfg.extra_labels,
         "alertname": ALERTNAME,
         "severity": severity,
         "kind": incident.kind,
-        "source": incident.source,
+        "workload": incident.channel,
     }
     # An empty label is no label in Alertmanager: a source-wide finding has no domain label.
+    ns = message.namespace(incident)
+    if ns:
+        out["namespace"] = ns
     if incident.domain:
         out["domain"] = incident.domain
     return out
@@ -62,6 +67,7 @@ def alert(
                 str(incident.finding.get("summary", message.title(incident.kind))), 400
             ),
             "description": description[:4000],
+            "pods": plain(message.pods(incident, 10), 1000),
             "runbook_url": cfg.alertmanager.runbook_url
             or cfg.links.runbook("DNSExfiltrationSuspected"),
         },

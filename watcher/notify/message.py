@@ -54,6 +54,23 @@ def figures(incident: Incident) -> list[tuple[str, str]]:
     return out
 
 
+def pods(incident: Incident, limit: int = 3) -> str:
+    """The pods of the incident's channel, most active first: a few, then "+N more"."""
+    ev: dict[str, Any] = incident.finding.get("evidence", {})
+    shown = [str(p) for p in ev.get("sample_pods", [])][:limit]
+    total = int(ev.get("pods") or len(shown))
+    if not shown:
+        return incident.source
+    more = total - len(shown)
+    return ", ".join(shown) + (f" +{more} more" if more > 0 else "")
+
+
+def namespace(incident: Incident) -> str:
+    """The channel's namespace ("" for a node's client)."""
+    channel = incident.channel
+    return "" if channel.startswith("node/") or "/" not in channel else channel.split("/", 1)[0]
+
+
 def sample_names(incident: Incident, limit: int = 5) -> list[str]:
     names = incident.finding.get("evidence", {}).get("sample_names", [])
     return [str(n) for n in names[:limit]]

@@ -44,7 +44,7 @@ def render(incident: Incident, event: str, cfg: Config) -> dict[str, Any]:
     """The chat.postMessage / webhook payload for one incident event."""
     limit = cfg.output.max_name_chars
     head = message.title(str(incident.finding.get("kind", incident.kind)))
-    src = slack_code(incident.source, limit)
+    src = slack_code(incident.channel, limit)
     dom = slack_code(incident.domain, limit) if incident.domain else "_(source-wide)_"
     if event == "resolved":
         icon, word = RESOLVED_ICON, "RESOLVED"
@@ -54,13 +54,14 @@ def render(incident: Incident, event: str, cfg: Config) -> dict[str, Any]:
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": header[:150], "emoji": False}},
     ]
-    fields = [_mrkdwn(f"*Source*\n{src}"), _mrkdwn(f"*Domain*\n{dom}")]
+    fields = [_mrkdwn(f"*Workload*\n{src}"), _mrkdwn(f"*Domain*\n{dom}")]
+    fields.append(_mrkdwn(f"*Pods*\n{slack_code(message.pods(incident), 3 * limit)}"))
     if event == "resolved":
         fields.append(_mrkdwn(f"*First seen*\n{message.when(incident.first_seen)}"))
         fields.append(_mrkdwn(f"*Last seen*\n{message.when(incident.last_seen)}"))
         blocks.append({"type": "section", "fields": fields})
     else:
-        for label, value in message.figures(incident)[:8]:
+        for label, value in message.figures(incident)[:7]:
             fields.append(_mrkdwn(f"*{label}*\n{slack_escape(value)}"))
         blocks.append({"type": "section", "fields": fields[:10]})
         summary = str(incident.finding.get("summary", ""))
