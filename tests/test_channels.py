@@ -6,12 +6,14 @@ channel the metrics path alerts on."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import alerts, dnswatch
+from tests.conftest import alerts, dnswatch, scan_json
 from tests.histories import Composite, channels
+from tests.promserver import PrometheusServer
 from tests.scans import Scan, composite_fixtures
 from watcher import simulate_flows
 from watcher.findings import SEVERITY_RANK
@@ -34,7 +36,8 @@ def flows_report(history: Composite, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def channel(finding: dict[str, Any]) -> tuple[str, str]:
-    return (finding["evidence"].get("workload") or finding["source"], finding["domain"] or "")
+    who = finding["evidence"].get("workload") or workload(finding["source"])
+    return (who, finding["domain"] or "")
 
 
 def workload(source: str) -> str:
@@ -93,6 +96,33 @@ def test_the_flow_path_catches_what_the_metrics_path_does_and_stays_as_quiet(
     from_flows = {channel(f): SEVERITY_RANK[f["severity"]] for f in alerts(flows_report)}
     expected = {(workload(s), d) for s, d, _ in history.incidents.values()}
     assert expected <= set(from_metrics), from_metrics
+    missed = {k: v for k, v in from_metrics.items() if from_flows.get(k, -1) < v}
+    assert not missed, (missed, from_flows)
+    assert set(from_flows) == expected, from_flows
+
+
+def test_the_main_test_history_has_parity_too(
+    cluster_history: Composite, cluster_prom: PrometheusServer, tmp_path: Path
+) -> None:
+    """The composite history (tests/histories.py) in a real Prometheus and as flow lines: every
+    channel the metrics alert on at any hour or incident minute, the flow lines alert on at
+    the same severity or higher, and they alert on nothing else."""
+    comp = cluster_history
+    minutes = {*range(60, comp.cluster.minutes + 1, 60)}
+    minutes |= {m for _, _, m in comp.incidents.values()}
+    from_metrics: dict[tuple[str, str], int] = {}
+    for minute in sorted(minutes):
+        report = scan_json("--prometheus-url", cluster_prom.url, "--at", str(comp.at(minute)))
+        for f in alerts(report):
+            key = channel(f)
+            from_metrics[key] = max(from_metrics.get(key, 0), SEVERITY_RANK[f["severity"]])
+    path = tmp_path / "events.log"
+    simulate_flows.write(comp.cluster, path)
+    proc = dnswatch("flows", str(path), "--format", "json", timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    from_flows = {channel(f): SEVERITY_RANK[f["severity"]] for f in alerts(json.loads(proc.stdout))}
+    expected = {(workload(s), d or "") for s, d, _ in comp.incidents.values()}
+    assert set(from_metrics) == expected, from_metrics
     missed = {k: v for k, v in from_metrics.items() if from_flows.get(k, -1) < v}
     assert not missed, (missed, from_flows)
     assert set(from_flows) == expected, from_flows
