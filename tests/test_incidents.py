@@ -60,6 +60,16 @@ def test_a_rollout_that_replaces_the_leaking_pod_continues_the_same_incident() -
     assert ev == ["escalated"] and len(active) == 1
 
 
+def test_a_tunnels_own_volume_spike_is_not_a_second_page() -> None:
+    """One page per leak: the tunnel's workload also floods; a flood elsewhere still pages."""
+    tunnel = Finding("subdomain_burst", "critical", "app/x-6c9f7d5b8-aaaaa", "t.example", 1.0, "s")
+    own = Finding("high_volume", "warning", "app/x-6c9f7d5b8-aaaaa", None, 0.9, "s")
+    other = Finding("high_volume", "warning", "shop/web-5d8c7b6a9-bbbbb", None, 0.9, "s")
+    active, ev = fold([], [tunnel, own, other], T0)
+    assert ev == ["firing", "firing"]
+    assert sorted(i.channel for i in active) == ["app/x", "shop/web"]
+
+
 def test_a_new_finding_fires_once_then_stays_quiet() -> None:
     active, ev = fold([], [finding()], T0)
     assert ev == ["firing"]
@@ -112,8 +122,11 @@ def test_info_findings_are_not_incidents() -> None:
 
 
 def test_a_source_wide_finding_has_its_own_incident() -> None:
-    _, ev = fold([], [finding("high_volume", domain=None), finding()], T0)
-    assert sorted(ev) == ["firing", "firing"]
+    active, ev = fold([], [finding("high_volume", domain=None)], T0)
+    assert ev == ["firing"] and active[0].domain == ""
+    # Its workload's channel then opens its own incident; the volume one goes on.
+    active, ev = fold(active, [finding("high_volume", domain=None), finding()], T0 + 60)
+    assert ev == ["firing"] and len(active) == 2
 
 
 # -- the state database --------------------------------------------------------------------

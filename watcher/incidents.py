@@ -69,10 +69,19 @@ class Event:
 
 
 def _strongest(findings: list[Finding], min_severity: str) -> dict[Key, Finding]:
+    """The most severe finding per incident key. A workload's volume spike beside one of its
+    channels is that leak's traffic: one page per leak, so it opens no incident of its own."""
     floor = SEVERITY_RANK[min_severity]
+    leaking = {
+        f.channel
+        for f in findings
+        if FAMILY.get(f.kind) == "channel" and SEVERITY_RANK[f.severity] >= floor
+    }
     best: dict[Key, Finding] = {}
     for f in findings:
         if SEVERITY_RANK[f.severity] < floor:
+            continue
+        if FAMILY.get(f.kind) == "volume" and f.channel in leaking:
             continue
         key = family_key(f.kind, f.channel, f.domain)
         if key not in best or SEVERITY_RANK[f.severity] > SEVERITY_RANK[best[key].severity]:
