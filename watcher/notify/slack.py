@@ -108,7 +108,7 @@ def render(incident: Incident, event: str, cfg: Config) -> dict[str, Any]:
             ],
         }
     )
-    fallback = f"{word} {head}: source {incident.source}" + (
+    fallback = f"{word} {head}: workload {incident.channel}" + (
         f", domain {incident.domain}" if incident.domain else ""
     )
     return {
