@@ -243,7 +243,7 @@ def from_window(window: Window, cfg: Config, rules: DomainRules) -> list[Channel
     shaped = annotate(window.shaped, rules)
     hits = _groups(shaped[shaped["score"] >= min_score]) if not shaped.empty else {}
     shared = _shared(long_t, shaped)
-    prevalence = _prevalence(window, long_t, rules)
+    prevalence = _prevalence(window, long_t)
     out = []
     for key in dict.fromkeys([*short, *long, *day, *hits]):
         client, domain = key
@@ -284,7 +284,7 @@ def _span(
     return None if group is None else Span(seconds, name_set(group, samples, min_score))
 
 
-def _prevalence(window: Window, long_t: pd.DataFrame, rules: DomainRules) -> dict[str, int]:
+def _prevalence(window: Window, long_t: pd.DataFrame) -> dict[str, int]:
     """Clients (workloads or nodes) resolving each domain in the long window: from the source's
     zone counts where it sent them (Prometheus), else from the complete name table (files)."""
     out: dict[str, int] = {}
