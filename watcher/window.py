@@ -55,8 +55,9 @@ class Window:
 
 
 def reask_bit(at: float, t: float, step: float) -> int:
-    """The reasks bit of a re-ask at time t (<= at)."""
-    return 1 << int((at - t) // step)
+    """The reasks bit of a re-ask at time t. A t a hair past `at` (a range query's end, `at`
+    rounded to milliseconds) is the latest step, bit 0."""
+    return 1 << max(0, int((at - t) // step))
 
 
 def shape_prefilter(label_length: int, name_length: int) -> str:
