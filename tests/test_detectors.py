@@ -284,6 +284,13 @@ def test_empty_windows_give_nothing() -> None:
     assert detect_all(window(), CFG) == []
 
 
+def test_a_re_ask_stamped_a_hair_after_the_scan_time_is_the_latest_step() -> None:
+    """Prometheus rounds a range query's end to milliseconds: its last point can lie just past
+    a fractional scan time (serve --at replays one): no negative shift, bit 0."""
+    assert reask_bit(1000.9996, 1001.0, 120) == 1
+    assert reask_bit(1000.0, 1000.0 - 121, 120) == 2
+
+
 @pytest.mark.parametrize(
     ("source", "workload"),
     [
@@ -293,13 +300,6 @@ def test_empty_windows_give_nothing() -> None:
         ("batch/report-28374650-x2x4q", "batch/report"),
     ],
 )
-def test_a_re_ask_stamped_a_hair_after_the_scan_time_is_the_latest_step() -> None:
-    """Prometheus rounds a range query's end to milliseconds: its last point can lie just past
-    a fractional scan time (serve --at replays one): no negative shift, bit 0."""
-    assert reask_bit(1000.9996, 1001.0, 120) == 1
-    assert reask_bit(1000.0, 1000.0 - 121, 120) == 2
-
-
 def test_workload_of(source: str, workload: str) -> None:
     assert workload_of(source) == workload
 
