@@ -8,8 +8,8 @@ with no pod identity, the node. Every source fills the same record over the same
 - flow lines through the flow window (watcher/flows/), which adds what only flows show
   (answers, timing, the per-query model score).
 
-Fields a source cannot see stay None (answers from metrics, timing from anything but flows);
-the judge says so in the evidence instead of guessing.
+Fields a source cannot see stay None (timing from anything but flows; answers where the
+responses metric is missing); the judge says so in the evidence instead of guessing.
 """
 
 from __future__ import annotations
@@ -27,7 +27,14 @@ from watcher.domains import DomainRules
 from watcher.duration import human_duration
 from watcher.lexical import shape
 from watcher.text import truncate
-from watcher.window import Window, workload_of
+from watcher.window import (
+    ANSWER_ADDRESS,
+    ANSWER_EMPTY,
+    ANSWER_NXDOMAIN,
+    ANSWER_OTHER,
+    Window,
+    workload_of,
+)
 
 _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-._")
 
@@ -102,10 +109,15 @@ class Answers:
     data_share: float  # answers carrying TXT/NULL/... records
     unanswered_share: float
     denied_share: float  # requests dropped by policy
+    # From the responses metric: a count of addresses per answer, not the addresses, so a
+    # wildcard record cannot be told from hosts (the judge trusts such answers less).
+    addresses_known: bool = True
 
     def real_address_share(self, distinct_names: int) -> float:
         """The address share, discounted when one or two addresses answer every name: a
         wildcard record on an attacker's server, not hosts of their own."""
+        if not self.addresses_known:
+            return self.address_share
         names = max(min(distinct_names, 1024), 1)
         spread = min(1.0, self.distinct_addresses / (0.3 * names))
         return self.address_share * spread
@@ -259,6 +271,7 @@ def from_window(window: Window, cfg: Config, rules: DomainRules) -> list[Channel
             longest = hits.get(key)
         mask = _mask_of(window.reasks, longest) if longest is not None else 0
         names = set(longest["name"]) if longest is not None else set()
+        answers = _answers(window.answers, longest) if longest is not None else None
         out.append(
             Channel(
                 client=client,
@@ -273,9 +286,38 @@ def from_window(window: Window, cfg: Config, rules: DomainRules) -> list[Channel
                 repeat_slots=mask.bit_count(),
                 shared_names=len(names & shared),
                 prevalence=prevalence.get(domain) or prevalence.get(zone_of(domain), 0),
+                answers=answers,
             )
         )
     return out
+
+
+def _answers(answers: Mapping[tuple[str, str], int], rows: pd.DataFrame) -> Answers | None:
+    """The channel's answers from the responses metric, per name: a name counts once per kind
+    of answer it got. None when no name of the channel has a counted answer."""
+    if not answers:
+        return None
+    kinds: Counter[int] = Counter()
+    answered = 0
+    for pair in zip(rows["source"], rows["name"], strict=True):
+        bits = answers.get(pair, 0)
+        if bits:
+            answered += 1
+            for bit in (ANSWER_ADDRESS, ANSWER_NXDOMAIN, ANSWER_EMPTY, ANSWER_OTHER):
+                kinds[bit] += bool(bits & bit)
+    if not answered:
+        return None
+    return Answers(
+        responses=answered,
+        nxdomain_share=kinds[ANSWER_NXDOMAIN] / answered,
+        empty_share=kinds[ANSWER_EMPTY] / answered,
+        address_share=kinds[ANSWER_ADDRESS] / answered,
+        distinct_addresses=0,
+        data_share=0.0,
+        unanswered_share=0.0,
+        denied_share=0.0,
+        addresses_known=False,
+    )
 
 
 def _span(

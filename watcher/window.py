@@ -52,6 +52,38 @@ class Window:
     # zone -> clients (workloads or nodes) resolving it in the long window, where the source
     # counted them in its own query language (Prometheus); files give complete tables instead.
     prevalence: Mapping[str, int] = field(default_factory=dict)
+    # (source, name) -> ANSWER_* bits of the answers `hubble_dns_responses_total` counted for it
+    # (the client is the metric's `destination`); empty where that metric or label is missing.
+    answers: Mapping[tuple[str, str], int] = field(default_factory=dict)
+
+
+# Hubble's answers counter; its client is `destination` (response_labels).
+RESPONSES = "hubble_dns_responses_total"
+
+# What the resolver answered a name, from the responses metric's rcode and ips_returned labels.
+ANSWER_ADDRESS = 1  # No Error with addresses
+ANSWER_NXDOMAIN = 2
+ANSWER_EMPTY = 4  # No Error without addresses: empty, or data (TXT, NULL, CNAME: not told apart)
+ANSWER_OTHER = 8  # Server Failure, Refused, ...
+
+
+def answer_bit(rcode: str, ips_returned: str) -> int:
+    """The ANSWER_* bit of one responses series, from its label values."""
+    if rcode in ("No Error", "NOERROR", "0", ""):
+        return ANSWER_ADDRESS if ips_returned not in ("", "0") else ANSWER_EMPTY
+    if rcode in ("Non-Existent Domain", "NXDOMAIN", "3"):
+        return ANSWER_NXDOMAIN
+    return ANSWER_OTHER
+
+
+def response_labels(source_labels: Sequence[str]) -> list[str]:
+    """The client's labels on `hubble_dns_responses_total`: answers flow from the server to the
+    client, so the client is the destination (`source` -> `destination`, `source_pod` ->
+    `destination_pod`, ...)."""
+    return [
+        "destination" + label[len("source") :] if label.startswith("source") else label
+        for label in source_labels
+    ]
 
 
 def reask_bit(at: float, t: float, step: float) -> int:

@@ -13,7 +13,8 @@ Principles that keep a channel quiet (the finding stays, as info, with `why_not_
 - a payload is unique to its sender: names also asked by other clients are hosts;
 - repetition counts when spread over time: names re-asked across the long window are hosts,
   names re-asked in one burst (a retry loop) are not;
-- real hosts answer with addresses (where the source sees answers).
+- real hosts answer with addresses (where the source sees answers: flow lines, or the
+  responses metric, which counts addresses without naming them and so quiets plain names only).
 Names with a character no host name has are never quieted.
 """
 
@@ -94,9 +95,17 @@ def hosts_reason(ch: Channel, cfg: Config) -> tuple[str, str] | None:
     if a is not None and a.real_address_share(names.distinct) > cfg.flows.max_address_share:
         answered = (
             f"answers carry {a.distinct_addresses} different addresses ({a.address_share:.0%})"
+            if a.addresses_known
+            else f"{a.address_share:.0%} of the names were answered with addresses"
         )
         named = ch.timing.address_named if ch.timing is not None else 0
-        if names.unique_ratio < b.min_unique_ratio:
+        if not a.addresses_known:
+            # A count of addresses cannot tell hosts from an attacker's wildcard record: only
+            # plain host-like names are quieted by it, never encoded-looking ones.
+            if names.encoded_fraction >= b.encoded_fraction:
+                return None
+            why = answered
+        elif names.unique_ratio < b.min_unique_ratio:
             why = f"{answered} and names repeat (unique ratio {names.unique_ratio:.2f})"
         elif names.distinct and named / names.distinct >= 0.8:
             why = f"{answered} and names are IP-named hosts"
@@ -123,7 +132,7 @@ def _common(ch: Channel, cfg: Config) -> dict[str, Any]:
             nxdomain_share=round(a.nxdomain_share, 3),
             empty_answer_share=round(a.empty_share, 3),
             address_answer_share=round(a.address_share, 3),
-            distinct_answer_addresses=a.distinct_addresses,
+            distinct_answer_addresses=a.distinct_addresses if a.addresses_known else None,
             data_answer_share=round(a.data_share, 3),
             denied_share=round(a.denied_share, 3),
             unanswered_share=round(a.unanswered_share, 3),

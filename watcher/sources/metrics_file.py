@@ -28,7 +28,16 @@ from watcher.config import (
 from watcher.domains import normalize
 from watcher.errors import MissingDataError, SourceError
 from watcher.sources.prometheus import HELM_HINT
-from watcher.window import Window, apply_prefilter, empty_names, reask_bit, source_name
+from watcher.window import (
+    RESPONSES,
+    Window,
+    answer_bit,
+    apply_prefilter,
+    empty_names,
+    reask_bit,
+    response_labels,
+    source_name,
+)
 
 _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(,?)')
 _UNESCAPE = re.compile(r"\\(.)")
@@ -99,6 +108,7 @@ class Survey:
     all_stamped: bool = True
     has_query: bool = False
     has_label: dict[str, bool] = field(default_factory=dict)
+    has_responses: bool = False  # hubble_dns_responses_total is in the file too
 
 
 def samples(
@@ -116,6 +126,8 @@ def samples(
             continue
         survey.seen_any = True
         if not line.startswith(metric):
+            if line.startswith(RESPONSES):
+                survey.has_responses = True
             # Other metrics are skipped, but a file of something else is not a metrics file.
             if not _SAMPLE_START.match(line) or not _is_number(line.rsplit(None, 1)[-1]):
                 raise SourceError(f"{path}:{lineno}: not a valid Prometheus sample line")
@@ -291,6 +303,7 @@ class MetricsFileSource:
             # A source's steps before its first activity are unknown, not zero (as from PromQL).
             vol = vol.mask(vol.cumsum() == 0)
         long_frame = _frame(long)
+        answers = self._answers(set(long), long_from, at, scale) if survey.has_responses else {}
         return Window(
             at=at,
             short_seconds=cfg.windows.short,
@@ -307,7 +320,29 @@ class MetricsFileSource:
             day_seconds=span,
             day=_frame(day) if span else empty_names(),
             reasks=reasks,
+            answers=answers,
         )
+
+    def _answers(
+        self, pairs: set[tuple[str, str]], since: float, at: float, scale: float
+    ) -> dict[tuple[str, str], int]:
+        """ANSWER_* bits per (client, name) of the long window's pairs, from the answers the
+        responses counter added in the window (one more streamed pass, only when it is there)."""
+        lab = self.cfg.labels
+        clients = response_labels(lab.source)
+        out: dict[tuple[str, str], int] = {}
+        last: dict[str, float] = {}
+        for block, labels, value, stamp in samples(self.path, RESPONSES, Survey()):
+            t = stamp / scale if stamp == stamp else at
+            prev = last.get(block)
+            last[block] = value
+            if t > at or t <= since or (prev is not None and value <= prev):
+                continue  # outside the window, or no new answer in this sample
+            pair = (source_name(labels, clients), normalize(labels.get(lab.query, "")))
+            if pair in pairs:
+                bit = answer_bit(labels.get("rcode", ""), labels.get("ips_returned", ""))
+                out[pair] = out.get(pair, 0) | bit
+        return out
 
     def _in_cluster(self, name: str) -> bool:
         cluster = normalize(self.cfg.labels.cluster_domain)

@@ -40,9 +40,12 @@ from watcher.progress import QUIET
 from watcher.sources import promql
 from watcher.text import promql_string, regex_escape, terminal_safe
 from watcher.window import (
+    RESPONSES,
     Window,
+    answer_bit,
     empty_names,
     reask_bit,
+    response_labels,
     shape_prefilter,
     source_name,
     workload_of,
@@ -329,6 +332,7 @@ class PrometheusSource:
             warnings += self.diagnose(at)
         show("looking up when repeated names were asked again", 3, 5)
         reasks = self._reasks(at, [got["long"], got["shaped"]])
+        answers = self._answers(at, got["long"])
         self.progress.finish()
         return Window(
             at=at,
@@ -345,7 +349,48 @@ class PrometheusSource:
             day=got.get("day", empty_names()),
             reasks=reasks,
             prevalence=self._prevalence,
+            answers=answers,
         )
+
+    ANSWER_NAMES = 48  # names per (workload, zone) whose answers are looked up: a fair sample
+
+    def _answers(self, at: float, long: pd.DataFrame) -> dict[tuple[str, str], int]:
+        """ANSWER_* bits per (client, name) for a sample of each busy pair's long-window names,
+        from the answers `hubble_dns_responses_total` counted in the window (its client is
+        `destination`). Evidence only: a server without that metric, or refusing the query,
+        leaves the answers unknown (a warning for the latter)."""
+        lab, cfg = self.cfg.labels, self.cfg
+        if long.empty:
+            return {}
+        rows = long.assign(
+            key=long["source"].map(self._workload_key) + "\0" + long["name"].map(promql.zone_of)
+        )
+        sizes = rows.groupby("key")["name"].transform("size")
+        rows = rows[sizes >= cfg.burst.info_min_distinct]
+        if rows.empty:
+            return {}
+        sample = rows.sort_values("name").groupby("key", sort=False).head(self.ANSWER_NAMES)
+        clients = response_labels(lab.source)
+        wanted = set(zip(sample["source"], sample["name"], strict=True))
+        out: dict[tuple[str, str], int] = {}
+        values = sorted(set(sample["name"]))
+        for batch in _batches([regex_escape(v) for v in values], self.VALUES_CHARS):
+            pattern = "(?s)(?:" + "|".join(batch) + r")\.?"
+            sel = promql.selector(RESPONSES, [f"{lab.query}=~{promql_string(pattern)}"])
+            labels = promql.by([*promql.with_host(clients), lab.query, "rcode", "ips_returned"])
+            expr = f"count by ({labels}) ({promql.activity(sel, cfg.windows.long)})"
+            try:
+                res = self._run(expr, at, None)
+            except RefusedError as exc:
+                self.warnings.append(f"answers to candidate names: not read ({_short(exc)})")
+                return out
+            for r in res:
+                m = r["metric"]
+                pair = (source_name(m, clients), normalize(m.get(lab.query, "")))
+                if pair in wanted:
+                    bit = answer_bit(m.get("rcode", ""), m.get("ips_returned", ""))
+                    out[pair] = out.get(pair, 0) | bit
+        return out
 
     REASK_NAMES = 32  # repeated names looked up per (workload, zone): enough to see a spread
 
