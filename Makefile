@@ -7,7 +7,7 @@ PYTHON = $(VENV)/bin/python
 DNSWATCH = $(PYTHON) -m watcher.cli
 STAMP = $(VENV)/.installed
 
-.PHONY: install demo test lint generate bench bench-scale train-flow-model
+.PHONY: install demo test lint generate bench bench-scale train-flow-model lab
 
 install: $(STAMP)
 
@@ -56,3 +56,9 @@ bench: install
 bench-scale: install
 	bash scripts/install-test-deps.sh
 	$(PYTHON) benchmarks/bench_scale.py --sizes 30000,100000
+
+# Real tunnelling tools in network namespaces (root): print what each path finds (tests/lab).
+# `make lab SAVE=1` replaces the saved capture the fast tests read.
+lab: install
+	bash scripts/install-test-deps.sh
+	$(PYTHON) -m tests.lab $(if $(SAVE),--save)

@@ -1,0 +1,5 @@
+import sys
+
+from tests.lab.run import main
+
+sys.exit(main())
