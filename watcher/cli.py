@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from watcher import __version__
 from watcher.config import Config, load_config
 from watcher.detect import detect_all
-from watcher.errors import EXIT_DELIVERY, EXIT_OK, ConfigError, DnswatchError
+from watcher.errors import EXIT_DELIVERY, EXIT_DRILL_MISSED, EXIT_OK, ConfigError, DnswatchError
 from watcher.findings import Finding, rfc3339, sort_findings
 from watcher.progress import QUIET, Progress
 from watcher.render import as_json, as_text
@@ -28,7 +28,8 @@ from watcher.window import Window
 
 EPILOG = """exit codes: 0 ran (findings or not), 1 internal error, 2 usage or configuration
 error, 3 data source failed, 4 state database unusable (run/serve), 5 every delivery failed (run;
-they stay pending). Errors are one line on stderr; --debug adds the traceback."""
+they stay pending), 6 drill --check: the last drill was not seen end to end. Errors are one line
+on stderr; --debug adds the traceback."""
 
 
 def parse_time(value: str) -> float:
@@ -182,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="SPEC",
-        help="KIND[,key=value...]: KIND is tunnel, slow_leak, few_names, spread_leak or flood; "
+        help="KIND[,key=value...]: KIND is tunnel, slow_leak, few_names, spread_leak, drill "
+        "(dnswatch drill's queries; source: its namespace, domain: its zone) or flood; "
         "keys: source, domain, at, duration, rate, encoding (base32, base64, hex, "
         "numeric, base64url, words, octets), delete_after, factor, replicas (spread_leak). "
         "Repeatable.",
@@ -194,6 +196,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="write Hubble flow lines (exporter / hubble observe -o jsonpb) instead of metrics, "
         "with benign look-alikes (IP-named hosts, wildcard DNS, storage IDs, DKIM)",
     )
+
+    dri = sub.add_parser(
+        "drill",
+        help="render a drill Job (a harmless, recognisable leak) or --check the last drill",
+        epilog=EPILOG,
+    )
+    _add_source_args(dri)
+    dri.add_argument(
+        "--namespace",
+        default="default",
+        help="namespace the drill's pod runs in (default: default)",
+    )
+    dri.add_argument("--zone", help="drill zone (default: drill.zone, under .invalid)")
+    dri.add_argument(
+        "--schedule",
+        metavar="CRON",
+        help='a CronJob on this schedule instead of a Job (weekly: "0 9 * * 1")',
+    )
+    dri.add_argument(
+        "--no-policy",
+        action="store_true",
+        help="leave out the CiliumNetworkPolicy that sends the pod's DNS through the DNS proxy "
+        "(test your own policies instead)",
+    )
+    dri.add_argument(
+        "--check",
+        action="store_true",
+        help="was the last drill seen end to end? From the source (metrics or --flows) and/or "
+        "the state; names the stage to look at when not",
+    )
+    dri.add_argument("--flows", nargs="+", metavar="FILE", help="--check from flow log files")
+    dri.add_argument(
+        "--state", metavar="PATH", help="state database (default: $DNSWATCH_STATE_PATH)"
+    )
+    dri.add_argument("--format", choices=["json", "text"], help="--check output (default: text)")
 
     flo = sub.add_parser(
         "flows",
@@ -651,6 +688,35 @@ def cmd_flows(args: argparse.Namespace) -> int:
     return EXIT_DELIVERY if failed["all"] else EXIT_OK
 
 
+def cmd_drill(args: argparse.Namespace) -> int:
+    from watcher import drill, drillcheck
+
+    cfg = _config(args)
+    if args.zone:
+        cfg = cfg.model_copy(update={"drill": cfg.drill.model_copy(update={"zone": args.zone})})
+    if not args.check:
+        import yaml
+
+        docs = drill.manifests(cfg.drill, args.namespace, args.schedule, not args.no_policy)
+        sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False))
+        return EXIT_OK
+    check = drillcheck.Check()
+    if args.flows:
+        drillcheck.flows(check, cfg, args.flows, args.namespace)
+    elif args.metrics_file or cfg.prometheus.url:
+        count_ns = None
+        if not args.metrics_file:
+            from watcher.sources.prometheus import PrometheusSource
+
+            prom = PrometheusSource(str(cfg.prometheus.url), cfg)
+            at = parse_time(args.at) if args.at else time.time()
+            count_ns = lambda ns: prom.namespace_series(ns, at)  # noqa: E731
+        drillcheck.metrics(check, cfg, lambda: scan_window(args, cfg), args.namespace, count_ns)
+    drillcheck.delivery(check, cfg)
+    sys.stdout.write(drillcheck.render(check, args.format or "text") + "\n")
+    return EXIT_OK if check.seen else EXIT_DRILL_MISSED
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     from watcher.config import defaults_yaml
 
@@ -666,6 +732,7 @@ COMMANDS = {
     "simulate": cmd_simulate,
     "config": cmd_config,
     "flows": cmd_flows,
+    "drill": cmd_drill,
 }
 
 

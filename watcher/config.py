@@ -11,7 +11,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -495,6 +495,46 @@ class ServeConfig(_Section):
     )
 
 
+class DrillConfig(_Section):
+    zone: str = Field(
+        "dnswatch-drill.invalid",
+        description=(
+            "Zone the drill's queries go to (`dnswatch drill`). The default is under `.invalid` "
+            "(RFC 6761): no server anywhere answers for it, so a drill leaks nothing to anyone."
+        ),
+    )
+    severity: Literal["info", "warning", "critical"] = Field(
+        "warning",
+        description=(
+            "Severity of a drill the judge alerted on (one it judged quiet stays info). A drill "
+            'is its own incident (kind `drill`, Alertmanager label drill="true"), never '
+            "mixed with real ones."
+        ),
+    )
+    names: int = Field(
+        40,
+        ge=12,
+        le=500,
+        description=(
+            "Queries one drill sends, each a new encoded-looking name (a leak's shape): at "
+            "least burst.encoded_min_distinct, so a working pipeline must alert on it."
+        ),
+    )
+    interval: float = Field(
+        3.0, gt=0, le=60, description="Seconds between the drill's queries (40 x 3 s: 2 min)."
+    )
+    image: str = Field(
+        "busybox:1.36", description="Image of the drill's pod: it needs sh, date and nslookup."
+    )
+    max_delay: float = Field(
+        1800.0,
+        gt=0,
+        description=(
+            "`dnswatch drill --check`: a drill not seen this long after it started is missed."
+        ),
+    )
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -515,6 +555,7 @@ class Config(BaseModel):
     grafana: GrafanaConfig = GrafanaConfig()
     links: LinksConfig = LinksConfig()
     serve: ServeConfig = ServeConfig()
+    drill: DrillConfig = DrillConfig()
 
     @model_validator(mode="after")
     def _windows_fit(self) -> Config:

@@ -8,6 +8,7 @@ EXIT_USAGE = 2  # bad arguments or configuration
 EXIT_SOURCE = 3  # the data source failed: unreachable, bad answer, metric or label missing
 EXIT_STATE = 4  # run/serve: the state database is unreadable, corrupt or locked too long
 EXIT_DELIVERY = 5  # run: every delivery attempted in this run failed (they stay pending)
+EXIT_DRILL_MISSED = 6  # drill --check: the last drill was not seen end to end
 
 
 class DnswatchError(Exception):

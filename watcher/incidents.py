@@ -25,6 +25,7 @@ FAMILY = {
     "suspicious_name": "channel",
     "channel_behaviour": "channel",
     "high_volume": "volume",
+    "drill": "drill",  # a drill is its own incident, never mixed with a real one
 }
 
 

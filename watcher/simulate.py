@@ -397,6 +397,33 @@ def add_incident(
                     pod.extra.append((m, f"{enc(rng, seq)}.{domain}", qtype, 1))
                     seq += 1
         return pod.source
+    if kind == "drill":
+        # `dnswatch drill`'s Job: a pod in namespace `source` (default: drills) asking the
+        # drill's names, one every drill.interval seconds, starting at minute `at`.
+        from watcher.config import DrillConfig
+        from watcher.drill import APP
+        from watcher.drill import names as drill_names
+
+        cfg = DrillConfig() if domain == "evil.example" else DrillConfig(zone=domain)
+        ns = (source or "drills").split("/", 1)[0]
+        drill_asks = drill_names(cfg, c.start + at * SCRAPE)
+        per_minute = max(1, int(60 / cfg.interval))
+        span = -(-len(drill_asks) // per_minute)
+        profile, w = _profile(rng, ns, [], 1)
+        pod = Pod(
+            ns,
+            f"{APP}-{_rand_token(rng, 'bcdfghjklmnpqrstvwxz2456789', 5)}",
+            int(rng.integers(0, c.nodes)),
+            at,
+            min(c.minutes, at + span + 1),
+            profile,
+            w,
+            0.1,
+        )
+        for i, q in enumerate(drill_asks):
+            pod.extra.append((at + i // per_minute, q.rstrip("."), "TXT", 1))
+        c.pods.append(pod)
+        return pod.source
     if kind == "flood":
         pod = c.pod(source) if source else c.pods[int(rng.integers(0, len(c.pods)))]
         old = pod.rate_at
@@ -408,7 +435,7 @@ def add_incident(
         return pod.source
     raise ConfigError(
         f"unknown incident kind {kind!r}: tunnel, slow_leak, few_names, retry_names, "
-        "spread_leak or flood"
+        "spread_leak, drill or flood"
     )
 
 

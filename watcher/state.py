@@ -220,6 +220,23 @@ class Store:
                         (ids[ev.incident.key], channel, ev.kind, ev.incident.severity, time.time()),
                     )
 
+    def drills(self, limit: int = 5) -> list[tuple[Incident, list[dict[str, Any]]]]:
+        """The latest drill incidents, newest first, each with its deliveries (dnswatch drill
+        --check)."""
+        rows = self.conn.execute(
+            "SELECT * FROM incidents WHERE kind = 'drill' ORDER BY last_seen DESC LIMIT ?",
+            (limit,),
+        )
+        out = []
+        for r in rows.fetchall():
+            deliveries = self.conn.execute(
+                "SELECT channel, event, status, attempts, last_error, sent_at FROM deliveries"
+                " WHERE incident_id = ? ORDER BY id",
+                (r["id"],),
+            )
+            out.append((_incident(r), [dict(d) for d in deliveries]))
+        return out
+
     # -- deliveries ----------------------------------------------------------------------------
 
     def pending(self, channel: str) -> list[Delivery]:

@@ -25,6 +25,7 @@ from typing import Any
 
 from watcher.channel import Channel, NameSet, Span
 from watcher.config import Config, day_encoded_min
+from watcher.drill import recognise
 from watcher.duration import human_duration
 from watcher.findings import SEVERITY_RANK, Finding, Kind, Severity
 
@@ -317,4 +318,10 @@ def judge(ch: Channel, cfg: Config) -> Finding | None:
 
 
 def judge_all(channels: list[Channel], cfg: Config) -> list[Finding]:
-    return [f for ch in channels if (f := judge(ch, cfg)) is not None]
+    """Every channel judged; the drill's channel is told apart from leaks (watcher/drill.py)."""
+    out = []
+    for ch in channels:
+        f = judge(ch, cfg)
+        if f is not None:
+            out += recognise([f], cfg, ch.at)
+    return out

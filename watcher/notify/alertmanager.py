@@ -24,6 +24,7 @@ from watcher.notify import message
 from watcher.text import plain
 
 ALERTNAME = "DNSExfiltrationSuspected"
+DRILL_ALERTNAME = "DNSExfiltrationDrill"
 
 
 def _ts(t: float) -> str:
@@ -37,7 +38,7 @@ def labels(incident: Incident, severity: str, cfg: AlertmanagerConfig) -> dict[s
     changes would split Alertmanager's grouping and inhibition. The pods are annotations."""
     out = {
         **cfg.extra_labels,
-        "alertname": ALERTNAME,
+        "alertname": DRILL_ALERTNAME if incident.kind == "drill" else ALERTNAME,
         "severity": severity,
         "kind": incident.kind,
         "workload": incident.channel,
@@ -48,6 +49,8 @@ def labels(incident: Incident, severity: str, cfg: AlertmanagerConfig) -> dict[s
         out["namespace"] = ns
     if incident.domain:
         out["domain"] = incident.domain
+    if incident.kind == "drill":
+        out["drill"] = "true"  # route drills apart (docs/install.md)
     return out
 
 

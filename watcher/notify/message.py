@@ -14,6 +14,7 @@ TITLES = {
     "subdomain_burst": "DNS subdomain burst",
     "high_volume": "High DNS query volume",
     "suspicious_name": "Encoded-looking DNS names",
+    "drill": "DRILL: DNS exfiltration drill seen (not a leak)",
 }
 EVENT_WORDS = {
     "firing": "new",
@@ -92,6 +93,8 @@ def grafana_link(cfg: GrafanaConfig, incident: Incident) -> str | None:
 def next_steps(incident: Incident) -> list[str]:
     """Shell commands to paste; the source is shell-quoted (it is data, not trusted)."""
     src = shlex.quote(incident.source)
+    if incident.kind == "drill":
+        return ["dnswatch drill --check  # the drill's stages and its end-to-end delay"]
     steps = [f"hubble observe --protocol dns --from-pod {src} --last 200 -o compact"]
     if incident.kind in ("subdomain_burst", "suspicious_name"):
         steps.append(f"dnswatch policy suggest --source {src}")

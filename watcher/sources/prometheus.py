@@ -35,6 +35,7 @@ from watcher.config import (
     with_source_labels,
 )
 from watcher.domains import DomainRules, normalize
+from watcher.duration import promql_duration
 from watcher.errors import ConfigError, MissingDataError, RefusedError, SourceError
 from watcher.progress import QUIET
 from watcher.sources import promql
@@ -655,6 +656,21 @@ class PrometheusSource:
                 else:
                     self._partition = (label, sorted(values - {""}), False)
         return self._partition
+
+    def namespace_series(self, namespace: str, at: float) -> int:
+        """Series of the metric from pods of `namespace` over the long window (drill --check:
+        zero means no pod there goes through the DNS proxy)."""
+        self.check(at)
+        lab = self.cfg.labels
+        if len(lab.source) == 1:
+            pattern = f"(?s){regex_escape(namespace)}/.+"
+            matcher = f"{lab.source[0]}=~{promql_string(pattern)}"
+        else:
+            matcher = f"{lab.source[0]}={promql_string(namespace)}"
+        sel = promql.selector(lab.metric, [matcher])
+        w = promql_duration(self.cfg.windows.long)
+        rows = self.query(f"count(last_over_time({sel}[{w}]))", at)
+        return int(float(rows[0]["value"][1])) if rows else 0
 
     def workload_names(self, source: str, at: float, seconds: float) -> pd.DataFrame:
         """Every name (cluster domain included) the pods of `source`'s workload queried in the
