@@ -1,4 +1,4 @@
-"""Generate the serve overlay's copies of rules/ and dashboards/ (kustomize cannot reach files
+"""Generate the overlays' copies of rules/ and dashboards/ (kustomize cannot reach files
 outside its folder): `python k8s/build.py`. Tests fail when these copies are stale."""
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ def dashboard_configmap() -> str:
 
 OUTPUTS = {
     OVERLAY / "prometheusrule.yaml": prometheus_rule,
+    # The flow followers' cross-node rule (DNSExfiltrationAcrossNodes) ships with them too.
+    ROOT / "k8s" / "overlays" / "flows" / "prometheusrule.yaml": prometheus_rule,
     OVERLAY / "dashboard-configmap.yaml": dashboard_configmap,
 }
 

@@ -25,6 +25,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from watcher.config import Config  # noqa: E402
 from watcher.domains import DEFAULT_ALLOWLIST, PRIVATE_USE_TLDS  # noqa: E402
 from watcher.sources import promql  # noqa: E402
 from watcher.text import promql_string, regex_escape  # noqa: E402
@@ -52,6 +53,21 @@ def _names_expr(by: str) -> str:
     if "zone" in by:
         act = f'label_replace({act}, "zone", "$1", "query", {promql_string(ZONE_REGEX)})'
     return f"count by ({by}) (count by ({by}, query) ({act}))"
+
+
+def _across_nodes_expr() -> str:
+    """The flow followers' per-node channel evidence summed over nodes, judged with the
+    watcher's own thresholds: a channel spread over nodes, below them on every node. A channel
+    some node already alerts on is left to that node's follower (one page per leak)."""
+    cfg = Config()
+    names, encoded = "dnswatch_flow_channel_names", "dnswatch_flow_channel_encoded_names"
+    key = "workload, domain"
+    return (
+        f'(\n  sum by ({key}) ({names}{{window="short"}}) >= {cfg.burst.short_min_distinct}\n'
+        f'  or sum by ({key}) ({names}{{window="long"}}) >= {cfg.burst.long_min_distinct}\n'
+        f"  or sum by ({key}) ({encoded}) >= {cfg.names.min_distinct}\n)\n"
+        f'unless on ({key}) {names}{{alerting="true"}}'
+    )
 
 
 def rules(docs_url: str = DOCS_URL) -> dict[str, Any]:
@@ -132,6 +148,17 @@ def rules(docs_url: str = DOCS_URL) -> dict[str, Any]:
             "Prometheus cannot scrape {{ $labels.instance }} (job {{ $labels.job }}). When "
             "only Hubble's scrape fails while the node is healthy, suspect a scrape limit hit "
             "by a burst of unique DNS names: the symptom of exfiltration itself.",
+        ),
+        alert(
+            "DNSExfiltrationAcrossNodes",
+            _across_nodes_expr(),
+            "2m",
+            "{{ $labels.workload }} sends many new names under {{ $labels.domain }} "
+            "across nodes.",
+            "Summed over the nodes' flow followers, {{ $labels.workload }} asked "
+            "{{ $value }} new names under {{ $labels.domain }} that no node calls hosts, though "
+            "no node alone crossed a threshold: a leak spread over replicas on several nodes. "
+            "dnswatch flows on each node's log, or dnswatch scan, shows the names.",
         ),
         alert(
             "DNSWatcherStale",

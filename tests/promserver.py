@@ -39,9 +39,11 @@ class PrometheusServer:
         history: str | None,
         scrape: dict[str, str] | None = None,
         flags: list[str] | None = None,
+        rules: Path | None = None,
     ) -> None:
         """`scrape`: job name -> host:port, scraped every second (honor_labels, as for a
-        Pushgateway). `flags`: extra command-line flags (limits)."""
+        Pushgateway). `flags`: extra command-line flags (limits). `rules`: a rule file,
+        evaluated every second."""
         self.workdir = workdir
         self.flags: list[str] = list(flags or [])  # changed before a restart by some tests
         self.data = workdir / "data"
@@ -60,6 +62,8 @@ class PrometheusServer:
                 str(self.data),
             )
         config = "global:\n  scrape_interval: 60s\n"
+        if rules is not None:
+            config += f"  evaluation_interval: 1s\nrule_files:\n  - {rules}\n"
         if scrape:
             config += "scrape_configs:\n" + "".join(
                 f"  - job_name: {job}\n    scrape_interval: 1s\n    honor_labels: true\n"

@@ -640,6 +640,7 @@ def cmd_flows(args: argparse.Namespace) -> int:
                     return
                 last["t"] = time.monotonic()
                 metrics.flows(scan.counts.to_json(), len(scan.window.pairs), scan.current())
+                metrics.flow_channels(scan.exported())
                 metrics.flow_seen(scan.window.now)
 
         follow(

@@ -293,6 +293,24 @@ class AllowlistConfig(_Section):
 class FlowsConfig(_Section):
     """Thresholds of the flow-log source (`dnswatch flows`): see docs/flow-logs.md."""
 
+    export_min_distinct: int = Field(
+        3,
+        ge=1,
+        description=(
+            "A follower with --listen exports a channel's evidence for the cluster-wide rule "
+            "(dnswatch_flow_channel_names) once its node saw this many new names of it that "
+            "its judge does not call hosts: a leak spread over nodes, below every threshold on "
+            "each, is summed where all nodes meet (docs/flow-logs.md)."
+        ),
+    )
+    export_max_channels: int = Field(
+        500,
+        ge=1,
+        description=(
+            "Hard cap on exported channels per follower (most names first): at most 3 series "
+            "each, so a flood of attacker domains cannot blow up Prometheus."
+        ),
+    )
     max_pairs: int = Field(
         200_000,
         ge=100,

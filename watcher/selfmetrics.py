@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -129,6 +131,32 @@ class SelfMetrics:
             labels = (f.source[:200], f.domain[:200], f.kind, f.severity)
             self.flow_names.labels(*labels).set(float(f.evidence.get("distinct_names") or 0))
             self.flow_score.labels(*labels).set(f.score)
+
+    def flow_channels(self, exported: list[Any]) -> None:
+        """Per channel on this node, new names not judged hosts (watcher.flows.scan.Exported):
+        what the DNSExfiltrationAcrossNodes rule sums over nodes."""
+        if not hasattr(self, "channel_names"):
+            self.channel_names = Gauge(
+                "dnswatch_flow_channel_names",
+                "New names of a (workload, registered domain) channel on this node, in the short "
+                "or long window; only channels the node's judge does not call hosts.",
+                ["workload", "domain", "window", "alerting"],
+                registry=self.registry,
+            )
+            self.channel_encoded = Gauge(
+                "dnswatch_flow_channel_encoded_names",
+                "Encoded-looking new names of the channel on this node (long window).",
+                ["workload", "domain", "alerting"],
+                registry=self.registry,
+            )
+        self.channel_names.clear()
+        self.channel_encoded.clear()
+        for e in exported:
+            labels = (e.workload[:200], e.domain[:200])
+            alerting = "true" if e.alerting else "false"
+            self.channel_names.labels(*labels, "short", alerting).set(e.short)
+            self.channel_names.labels(*labels, "long", alerting).set(e.long)
+            self.channel_encoded.labels(*labels, alerting).set(e.encoded)
 
     def flow_seen(self, at: float) -> None:
         if hasattr(self, "flow_last"):

@@ -14,12 +14,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from watcher.config import Config, domain_rules
-from watcher.detect import detect_high_volume, judge_all
+from watcher.detect import detect_high_volume, judge, judge_all
+from watcher.detect.judge import hosts_reason
 from watcher.findings import SEVERITY_RANK, Finding, report, sort_findings
 from watcher.flows.summary import PairSummary
 from watcher.flows.window import FlowWindow, to_channel
 from watcher.sources.flows import LineCounts, parse_stream
 from watcher.window import Window, empty_names
+
+
+@dataclass(frozen=True)
+class Exported:
+    """One channel's evidence on this node, for the cluster-wide sum (selfmetrics)."""
+
+    workload: str
+    domain: str
+    short: int  # new names in the short window
+    long: int  # ... in the long window
+    encoded: int  # encoded-looking names in the long window
+    alerting: bool  # this node's judge already alerts on it (the rule leaves it alone)
 
 
 @dataclass
@@ -92,6 +105,30 @@ class FlowScan:
                     self._volume_window(at - at % step, frame), self.cfg, self.window.rules
                 )
         return sort_findings(found)
+
+    def exported(self) -> list[Exported]:
+        """Channels worth summing across nodes: at least flows.export_min_distinct new names
+        that this node's judge does not call hosts (addresses, repetition, shared names), most
+        names first, at most flows.export_max_channels."""
+        f = self.cfg.flows
+        out = []
+        for s in self.window.candidates(f.export_min_distinct):
+            ch = to_channel(s, self.cfg)
+            if ch.long is None or hosts_reason(ch, self.cfg) is not None:
+                continue
+            found = judge(ch, self.cfg)
+            out.append(
+                Exported(
+                    ch.client,
+                    ch.domain,
+                    ch.short.names.distinct if ch.short else 0,
+                    ch.long.names.distinct,
+                    ch.long.names.encoded,
+                    found is not None and found.is_alert,
+                )
+            )
+        out.sort(key=lambda e: (-e.long, e.workload, e.domain))
+        return out[: f.export_max_channels]
 
     def judge_now(self) -> list[Finding]:
         return self._judge(self.window.candidates(self.least))
