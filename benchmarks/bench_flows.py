@@ -93,7 +93,7 @@ def child_memory(keys: int) -> None:
                 for x in exchange(t, src, f"h{j}.svc{k}.example{k % 997}.com", ips=["1.2.3.4"])
             ]
             t += 0.01
-        if len(batch) > 20_000:
+        if len(batch) > 2_000:  # ~ what a follower reads at once (1 MiB)
             scan.feed(batch)
             batch = []
     scan.feed(batch)

@@ -178,6 +178,11 @@ class DomainRules:
     address_lookups: bool = True
     private_tlds: frozenset[str] = frozenset(PRIVATE_USE_TLDS)
 
+    def __post_init__(self) -> None:
+        # Looked up per flow line: a set of suffixes, probed with each of the name's own label
+        # suffixes, instead of an endswith() per allowlisted suffix.
+        object.__setattr__(self, "_suffix_set", frozenset(s for s in self.suffixes if s))
+
     @classmethod
     def build(
         cls,
@@ -201,8 +206,17 @@ class DomainRules:
         return _under(normalize(name), self.cluster_domain)
 
     def is_allowlisted(self, name: str) -> bool:
+        """The name is an allowlisted suffix or under one."""
         n = normalize(name)
-        return any(_under(n, s) for s in self.suffixes)
+        found: frozenset[str] = self._suffix_set  # type: ignore[attr-defined]
+        if n in found:
+            return True
+        i = n.find(".")
+        while i != -1:
+            if n[i + 1 :] in found:
+                return True
+            i = n.find(".", i + 1)
+        return False
 
     def is_private_use(self, name: str) -> bool:
         """Under a private-use TLD: never reaches a public authoritative server."""
@@ -229,8 +243,7 @@ def _under(name: str, suffix: str) -> bool:
     return bool(suffix) and (name == suffix or name.endswith("." + suffix))
 
 
-@lru_cache(maxsize=262144)
-def registered_domain(name: str) -> str:
+def registered_domain_uncached(name: str) -> str:
     """Registered domain of a query name (lower-case, no trailing dot).
 
     Names that are themselves a public suffix or a single label map to themselves; odd bytes
@@ -248,6 +261,11 @@ def registered_domain(name: str) -> str:
     except Exception:  # noqa: BLE001 - hostile bytes must not crash a scan
         found = None
     return found or ".".join(labels[-2:])
+
+
+# Scans look the same names up in several windows: a big cache. The flow follower keeps its own,
+# smaller one (watcher/flows/window.py): its memory is what a DaemonSet is sized by.
+registered_domain = lru_cache(maxsize=262144)(registered_domain_uncached)
 
 
 def subdomain_part(name: str, domain: str) -> str:

@@ -123,12 +123,13 @@ def _clip(x: float) -> float:
     return 0.0 if x < 0 else 1.0 if x > 1 else x
 
 
-@lru_cache(maxsize=262144)
-def shape(name: str) -> NameShape:
-    """Score a query name. Pure and total: any string, any bytes, never raises."""
+def shape_uncached(name: str, domain: str | None = None) -> NameShape:
+    """Score a query name. Pure and total: any string, any bytes, never raises. `domain`: its
+    registered domain when the caller knows it already (used for ASCII names)."""
     # NFC keeps composed non-ASCII stable; lower() mirrors what Hubble does.
-    name = unicodedata.normalize("NFC", name)
-    domain = registered_domain(name)
+    if domain is None or not name.isascii():
+        name = unicodedata.normalize("NFC", name)
+        domain = registered_domain(name)
     sub = subdomain_part(name, domain)
     labels = [label for label in sub.split(".") if label]
     # Punycode labels are internationalised words, not payload: score their ASCII skeleton as text.
@@ -157,3 +158,9 @@ def shape(name: str) -> NameShape:
         alphabet=alphabet_of(payload),
         score=round(score, 3),
     )
+
+
+# Names repeat across windows and scans: cached. The flow window scores each name once per
+# pair, when it is new there, and calls shape_uncached (a cache of every name ever seen would
+# grow with the traffic).
+shape = lru_cache(maxsize=262144)(shape_uncached)

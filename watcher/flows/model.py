@@ -42,7 +42,7 @@ def words() -> frozenset[str]:
     return frozenset(gzip.decompress(raw).decode().split())
 
 
-@lru_cache(maxsize=131072)
+@lru_cache(maxsize=4096)  # a name is new to a pair once: little to reuse, memory to save
 def query_features(payload: str) -> tuple[float, ...]:
     """The origin work's single-request features of one payload (never raises)."""
     vocab = words()

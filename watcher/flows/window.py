@@ -14,18 +14,20 @@ from __future__ import annotations
 
 import math
 import re
+from array import array
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
 from watcher.channel import Answers, Channel, NameSet, Span, Timing, odd_name
 from watcher.config import Config
-from watcher.domains import DomainRules, registered_domain, subdomain_part
+from watcher.domains import DomainRules, registered_domain_uncached, subdomain_part
 from watcher.flows.model import QUERY_FEATURES, pair_vector, query_features, shipped
 from watcher.flows.summary import PairSummary
-from watcher.lexical import shape
+from watcher.lexical import shape, shape_uncached
 from watcher.sources.flows import DATA_QTYPES, DnsFlow
 
 _IPV4_IN_NAME = re.compile(
@@ -40,81 +42,133 @@ def address_shaped(payload: str) -> bool:
     return _IPV4_IN_NAME.search(payload) is not None
 
 
+# Every line's name is looked up: names recur, so a cache, bounded for the follower's memory.
+_registered = lru_cache(maxsize=32768)(registered_domain_uncached)
+# A name is scored when it is new to a pair; names many workloads ask (a cluster's common hosts)
+# are new to each of their pairs: a small cache keeps those.
+_shape = lru_cache(maxsize=4096)(shape_uncached)
+
+# A pair's names stay a tuple up to this many (one pod asking): searched in a few steps.
+SMALL_NAMES = 8
+
 # Re-ask steps remembered per pair: the judge needs judge.repeat_min_slots (4) of them; evidence
 # beyond this many is shown as this many.
 REASKS_KEPT = 16
 
 
-@dataclass(slots=True)
-class Welford:
-    n: int = 0
-    mean: float = 0.0
-    m2: float = 0.0
+# A pair's running figures, packed in one array('d') (boxed floats and small objects cost
+# ~600 B a pair): the mean and spread (Welford: count, mean, M2) of four figures, the pair's
+# first and last time, the last request's time (NaN: none yet), the highest name entropy, and
+# the sums of the query features of its new names.
+GAPS, SIZES, ENTROPY, SCORES = 0, 3, 6, 9
+FIRST, LAST, LAST_REQUEST, ENTROPY_MAX, QSUM = 12, 13, 14, 15, 16
+SAMPLE_SCORES = QSUM + len(QUERY_FEATURES)  # scores of the kept samples, best first
+SAMPLES_KEPT = 5
+STATS = SAMPLE_SCORES + SAMPLES_KEPT
 
-    def add(self, x: float) -> None:
-        self.n += 1
-        d = x - self.mean
-        self.mean += d / self.n
-        self.m2 += d * (x - self.mean)
-
-    @property
-    def std(self) -> float:
-        return math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0
+# Buckets, 7 doubles each, in one array('d') per pair, oldest first.
+B_START, B_REQUESTS, B_NEW, B_ENCODED, B_ADDRESS, B_PAYLOAD, B_BYTES = range(7)
+B_SIZE = 7
 
 
-@dataclass(slots=True)
-class Bucket:
-    start: float
-    requests: int = 0
-    new_names: int = 0
-    encoded_new: int = 0
-    address_new: int = 0  # new names with an IPv4 address written in them
-    payload_chars: float = 0.0
-    est_bytes: float = 0.0
+def stats(first: float) -> array[float]:
+    a = array("d", [0.0]) * STATS  # exact size (from bytes it is over-allocated)
+    a[FIRST] = a[LAST] = first
+    a[LAST_REQUEST] = math.nan
+    return a
+
+
+def welford_add(a: array[float], at: int, x: float) -> None:
+    n = a[at] + 1
+    d = x - a[at + 1]
+    a[at] = n
+    a[at + 1] += d / n
+    a[at + 2] += d * (x - a[at + 1])
+
+
+def welford_std(a: array[float], at: int) -> float:
+    n = a[at]
+    return math.sqrt(a[at + 2] / (n - 1)) if n > 1 else 0.0
 
 
 @dataclass(slots=True)
 class PairState:
+    """One pair's evidence. Most pairs of a cluster are small (a pod, a qtype, an address, a
+    few names): those figures stay scalars until a second value comes, and the running figures
+    are packed arrays, so an active pair costs ~1.5 KB (docs/performance.md)."""
+
     workload: str
     domain: str
-    first: float
-    last: float = 0.0
-    # name -> the pod that first asked it ("" once another pod asked it too), oldest first
-    names: dict[str, str] = field(default_factory=dict)
+    stats: array[float]  # see STATS
+    # The names, oldest first: while one pod asks them and they are few, a tuple (each was
+    # first asked by `pod`; a dict costs 232 B); then name -> the pod that first asked it
+    # ("" once another pod asked it too).
+    names: tuple[str, ...] | dict[str, str] = ()
     shared: int = 0  # names asked by two or more pods: hosts, not one sender's payload
     # Starts of the latest judge.repeat_step steps in which a name was asked again (bounded).
-    reasks: list[float] = field(default_factory=list)
-    buckets: list[Bucket] = field(default_factory=list)  # a list: a deque costs 600 B empty
+    reasks: list[float] | None = None
+    # requests, new names, encoded-looking and address-named new names, payload characters and
+    # estimated bytes per windows.step, over the long window (B_*)
+    buckets: array[float] = field(default_factory=lambda: array("d"))
     requests: int = 0
     dropped: int = 0
     data_qtypes: int = 0
-    qtypes: dict[str, int] = field(default_factory=dict)
+    qtype: str = ""  # the first query type, and how often it was asked ...
+    qtype_n: int = 0
+    qtypes: dict[str, int] | None = None  # ... until another type comes: all of them
     responses: int = 0
     nxdomain: int = 0
     empty: int = 0  # NOERROR with no address and no CNAME
     with_ips: int = 0
-    addresses: set[str] | None = None  # distinct answer addresses, capped (made when needed)
+    address: str = ""  # the first answer address ...
+    addresses: set[str] | None = None  # ... and, once a second comes, all of them (capped)
     data_answers: int = 0  # answers of TXT/NULL/CNAME/… records
-    gaps: Welford = field(default_factory=Welford)
-    sizes: Welford = field(default_factory=Welford)  # payload characters of new names
-    entropy: Welford = field(default_factory=Welford)
-    scores: Welford = field(default_factory=Welford)
-    last_request: float | None = None
     last_name: str = ""
-    pods: dict[str, int] = field(default_factory=dict)
-    samples: list[tuple[float, str]] = field(default_factory=list)  # (score, name), best kept
-    qsum: list[float] = field(default_factory=lambda: [0.0] * 7)  # query feature sums
-    entropy_max: float = 0.0
+    pod: str = ""  # the only pod (it asked every request) ...
+    pods: dict[str, int] | None = None  # ... until another pod asks: requests per pod (capped)
+    samples: tuple[str, ...] = ()  # most payload-like names, best first (scores in stats)
     longest: int = 0  # longest new name, characters
     odd: bool = False  # a new name had a character no host name has
 
-    def bucket(self, t: float, step: float, keep: int) -> Bucket:
+    def pod_counts(self) -> dict[str, int]:
+        if self.pods is not None:
+            return self.pods
+        return {self.pod: self.requests} if self.pod else {}
+
+    def qtype_counts(self) -> dict[str, int]:
+        if self.qtypes is not None:
+            return self.qtypes
+        return {self.qtype: self.qtype_n} if self.qtype else {}
+
+    def distinct_addresses(self) -> int:
+        return len(self.addresses) if self.addresses is not None else int(bool(self.address))
+
+    @property
+    def first(self) -> float:
+        return self.stats[FIRST]
+
+    @property
+    def last(self) -> float:
+        return self.stats[LAST]
+
+    def last_start(self) -> float | None:
+        """Start of the newest bucket, None before the first request."""
+        return self.buckets[-B_SIZE + B_START] if self.buckets else None
+
+    def bucket(self, t: float, step: float, keep: int) -> int:
+        """Offset of the bucket holding t (a new one when t is past the newest)."""
         start = t - t % step
-        if not self.buckets or self.buckets[-1].start < start:
-            self.buckets.append(Bucket(start))
-            if len(self.buckets) > keep:
-                del self.buckets[: len(self.buckets) - keep]
-        return self.buckets[-1]
+        b = self.buckets
+        if not b or b[-B_SIZE + B_START] < start:
+            b.extend((start, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0))
+            if len(b) > keep * B_SIZE:
+                del b[: len(b) - keep * B_SIZE]
+        return len(b) - B_SIZE
+
+    def spans(self, since: float) -> list[int]:
+        """Offsets of the buckets starting at or after `since`."""
+        b = self.buckets
+        return [o for o in range(0, len(b), B_SIZE) if b[o + B_START] >= since]
 
 
 class FlowWindow:
@@ -132,7 +186,9 @@ class FlowWindow:
         self.short_buckets = max(1, math.ceil(cfg.windows.short / self.step))
         self.evicted: list[PairSummary] = []  # judged by the caller, then cleared
         self.closed: list[tuple[str, str]] = []  # pairs whose bucket just closed: judge them
-        self.volume: dict[str, dict[float, int]] = {}  # source -> bucket start -> requests
+        # source -> (bucket start, requests) pairs, flat, oldest first: a dict per source costs
+        # ~300 B more for the one or two buckets most sources hold
+        self.volume: dict[str, array[float]] = {}
 
     def add(self, f: DnsFlow) -> None:
         if f.time > self.now:
@@ -141,15 +197,14 @@ class FlowWindow:
             # Volume counts every request of a source, cluster names included (as the metric).
             per = self.volume.get(f.source)
             if per is None:
-                per = self.volume[f.source] = {}
-            start = f.time - f.time % self.step
-            per[start] = per.get(start, 0) + 1
+                per = self.volume[f.source] = array("d")
+            _count(per, f.time - f.time % self.step)
         name = f.query
         if not name or self.rules.is_cluster(name) or self.rules.ignores_source(f.source):
             return
         if self.rules.ignores(name):
             return
-        domain = registered_domain(name)
+        domain = _registered(name)
         if not domain or name == domain:
             return  # the registered domain itself carries no payload
         seen = self.prevalence.setdefault(domain, set())
@@ -158,13 +213,14 @@ class FlowWindow:
         key = (f.workload, domain)
         st = self.pairs.get(key)
         if st is None:
-            st = PairState(f.workload, domain, f.time)
+            st = PairState(f.workload, domain, stats(f.time))
             self.pairs[key] = st
             if len(self.pairs) > self.cfg.flows.max_pairs:
                 self._evict(next(iter(self.pairs)))
         else:
             self.pairs.move_to_end(key)
-        st.last = max(st.last, f.time)
+        if f.time > st.stats[LAST]:
+            st.stats[LAST] = f.time
         if f.is_response:
             self._answer(st, f)
         else:
@@ -177,79 +233,110 @@ class FlowWindow:
         elif f.rcode == 0:
             if f.ips:
                 st.with_ips += 1
-                if st.addresses is None:
-                    st.addresses = set()
-                if len(st.addresses) < 1024:
-                    st.addresses.update(f.ips[:4])
+                if st.addresses is not None:
+                    if len(st.addresses) < 1024:
+                        st.addresses.update(f.ips[:4])
+                elif not st.address:
+                    st.address = f.ips[0]
+                    if len(f.ips) > 1:
+                        st.addresses = set(f.ips[:4])
+                elif any(ip != st.address for ip in f.ips[:4]):
+                    st.addresses = {st.address, *f.ips[:4]}
             elif not f.cnames and not f.rrtypes:
                 st.empty += 1
             if any(r in DATA_QTYPES for r in f.rrtypes):
                 st.data_answers += 1
 
     def _request(self, st: PairState, f: DnsFlow, name: str) -> None:
+        if st.pods is None and (not st.pod or st.pod == f.source):
+            st.pod = f.source  # the only pod so far: it asked every request
+        else:
+            if st.pods is None:
+                st.pods = {st.pod: st.requests}
+            st.pods[f.source] = st.pods.get(f.source, 0) + 1
+            if len(st.pods) > 64:
+                del st.pods[min(st.pods, key=st.pods.__getitem__)]
         st.requests += 1
-        st.pods[f.source] = st.pods.get(f.source, 0) + 1
-        if len(st.pods) > 64:
-            del st.pods[min(st.pods, key=st.pods.__getitem__)]
         if f.dropped:
             st.dropped += 1
         for q in f.qtypes:
-            st.qtypes[q] = st.qtypes.get(q, 0) + 1
+            if st.qtypes is None and (not st.qtype or st.qtype == q):
+                st.qtype = q
+                st.qtype_n += 1
+            else:
+                if st.qtypes is None:
+                    st.qtypes = {st.qtype: st.qtype_n}
+                st.qtypes[q] = st.qtypes.get(q, 0) + 1
         if any(q in DATA_QTYPES for q in f.qtypes):
             st.data_qtypes += 1
         # The same name again within a second is one lookup (A and AAAA together, a resolver
         # retry): it neither lowers the unique ratio nor counts as an inter-arrival gap.
-        same_lookup = (
-            name == st.last_name
-            and st.last_request is not None
-            and 0 <= f.time - st.last_request < 1.0
-        )
-        if st.last_request is not None and f.time >= st.last_request and not same_lookup:
-            st.gaps.add(f.time - st.last_request)
-        st.last_request = f.time
+        a = st.stats
+        last_request = a[LAST_REQUEST]  # NaN before the first: every comparison is False
+        same_lookup = name == st.last_name and 0 <= f.time - last_request < 1.0
+        if f.time >= last_request and not same_lookup:
+            welford_add(a, GAPS, f.time - last_request)
+        a[LAST_REQUEST] = f.time
         st.last_name = name
-        before = st.buckets[-1].start if st.buckets else None
-        b = st.bucket(f.time, self.step, self.keep)
-        if before is not None and b.start != before:
+        before = st.last_start()
+        o = st.bucket(f.time, self.step, self.keep)
+        bk = st.buckets
+        if before is not None and bk[o + B_START] != before:
             self.closed.append((st.workload, st.domain))
         if not same_lookup:
-            b.requests += 1
-        first = st.names.get(name)
+            bk[o + B_REQUESTS] += 1
+        names = st.names
+        if isinstance(names, tuple) and (st.pods is not None or len(names) >= SMALL_NAMES):
+            names = st.names = dict.fromkeys(names, st.pod)
+        first = (st.pod if name in names else None) if isinstance(names, tuple) else names.get(name)
         if first is not None:
             slot = f.time - f.time % self.repeat_step
             if not same_lookup and (not st.reasks or st.reasks[-1] != slot):
+                if st.reasks is None:
+                    st.reasks = []
                 st.reasks.append(slot)
                 if len(st.reasks) > REASKS_KEPT:
                     del st.reasks[0]
-            if first and first != f.source:
-                st.names[name] = ""
+            if first and first != f.source and isinstance(names, dict):
+                names[name] = ""
                 st.shared += 1
             return
-        st.names[name] = f.source
-        if len(st.names) > self.cfg.flows.max_names_per_pair:
-            del st.names[next(iter(st.names))]
-        s = shape(name)
-        b.new_names += 1
-        b.payload_chars += s.payload_chars
-        b.est_bytes += s.est_bytes
+        if isinstance(names, tuple):
+            st.names = (*names, name)
+        else:
+            names[name] = f.source
+            if len(names) > self.cfg.flows.max_names_per_pair:
+                del names[next(iter(names))]
+        s = _shape(name, st.domain)
+        bk[o + B_NEW] += 1
+        bk[o + B_PAYLOAD] += s.payload_chars
+        bk[o + B_BYTES] += s.est_bytes
         if s.score >= self.cfg.names.min_score:
-            b.encoded_new += 1
+            bk[o + B_ENCODED] += 1
         payload = subdomain_part(name, st.domain)
         if address_shaped(payload):
-            b.address_new += 1
-        st.sizes.add(len(payload))
-        for i, v in enumerate(query_features(payload)):
-            st.qsum[i] += v
-        st.entropy.add(s.entropy)
-        st.entropy_max = max(st.entropy_max, s.entropy)
-        st.longest = max(st.longest, len(name))
+            bk[o + B_ADDRESS] += 1
+        welford_add(a, SIZES, len(payload))
+        for i, v in enumerate(query_features(payload), QSUM):
+            a[i] += v
+        welford_add(a, ENTROPY, s.entropy)
+        if s.entropy > a[ENTROPY_MAX]:
+            a[ENTROPY_MAX] = s.entropy
+        if len(name) > st.longest:
+            st.longest = len(name)
         st.odd = st.odd or odd_name(name)
-        st.scores.add(s.score)
-        samples = st.samples
-        if len(samples) < 5 or s.score > samples[-1][0]:
-            samples.append((s.score, name))
-            samples.sort(key=lambda x: -x[0])
-            del samples[5:]
+        welford_add(a, SCORES, s.score)
+        # The best five names by score, best first (ties: the earlier name stays ahead).
+        samples, k = st.samples, len(st.samples)
+        if k < SAMPLES_KEPT or s.score > a[SAMPLE_SCORES + k - 1]:
+            i = k
+            while i > 0 and a[SAMPLE_SCORES + i - 1] < s.score:
+                i -= 1
+            kept = min(k + 1, SAMPLES_KEPT)
+            for j in range(kept - 1, i, -1):
+                a[SAMPLE_SCORES + j] = a[SAMPLE_SCORES + j - 1]
+            a[SAMPLE_SCORES + i] = s.score
+            st.samples = (*samples[:i], name, *samples[i:])[:kept]
 
     def _evict(self, key: tuple[str, str]) -> None:
         st = self.pairs.pop(key)
@@ -267,57 +354,64 @@ class FlowWindow:
     def summary(self, st: PairState, at: float) -> PairSummary:
         short_from = at - self.short_buckets * self.step
         long_from = at - self.keep * self.step
-        short_b = [b for b in st.buckets if b.start >= short_from]
-        short_new = sum(b.new_names for b in short_b)
-        long_b = [b for b in st.buckets if b.start >= long_from]
+        bk = st.buckets
+        short_b = st.spans(short_from)
+        long_b = st.spans(long_from)
+
+        def total(offsets: list[int], field: int) -> float:
+            return sum(bk[o + field] for o in offsets)
+
         responses = max(st.responses, 1)
-        gap_cv = st.gaps.std / st.gaps.mean if st.gaps.mean > 0 else 0.0
-        top = sorted(st.pods.items(), key=lambda kv: -kv[1])[:5]
+        a = st.stats
+        gap_mean = a[GAPS + 1]
+        gap_cv = welford_std(a, GAPS) / gap_mean if gap_mean > 0 else 0.0
+        pods = st.pod_counts()
+        top = sorted(pods.items(), key=lambda kv: -kv[1])[:5]
         return PairSummary(
             at=at,
             workload=st.workload,
             domain=st.domain,
             source=top[0][0] if top else st.workload,
-            pods=len(st.pods),
-            short_new=short_new,
-            long_new=sum(b.new_names for b in long_b),
-            long_requests=sum(b.requests for b in long_b),
-            encoded_new=sum(b.encoded_new for b in long_b),
-            address_new=sum(b.address_new for b in long_b),
-            est_bytes=sum(b.est_bytes for b in long_b),
-            payload_mean=st.sizes.mean,
-            payload_std=st.sizes.std,
-            entropy_mean=st.entropy.mean,
-            entropy_std=st.entropy.std,
-            score_mean=st.scores.mean,
+            pods=len(pods),
+            short_new=int(total(short_b, B_NEW)),
+            long_new=int(total(long_b, B_NEW)),
+            long_requests=int(total(long_b, B_REQUESTS)),
+            encoded_new=int(total(long_b, B_ENCODED)),
+            address_new=int(total(long_b, B_ADDRESS)),
+            est_bytes=total(long_b, B_BYTES),
+            payload_mean=a[SIZES + 1],
+            payload_std=welford_std(a, SIZES),
+            entropy_mean=a[ENTROPY + 1],
+            entropy_std=welford_std(a, ENTROPY),
+            score_mean=a[SCORES + 1],
             requests=st.requests,
             responses=st.responses,
             nxdomain_share=st.nxdomain / responses,
             empty_share=st.empty / responses,
             address_share=st.with_ips / responses,
-            distinct_addresses=len(st.addresses or ()),
+            distinct_addresses=st.distinct_addresses(),
             data_answer_share=st.data_answers / responses,
             data_qtype_share=st.data_qtypes / max(st.requests, 1),
             denied_share=st.dropped / max(st.requests, 1),
             unanswered_share=max(0.0, 1 - st.responses / max(st.requests - st.dropped, 1))
             if st.requests > st.dropped
             else 0.0,
-            gap_mean=st.gaps.mean,
+            gap_mean=gap_mean,
             gap_cv=gap_cv,
             prevalence=len(self.prevalence.get(st.domain, ())),
-            samples=[n for _, n in st.samples],
+            samples=list(st.samples),
             first=st.first,
             last=st.last,
-            qtypes=dict(sorted(st.qtypes.items(), key=lambda kv: -kv[1])[:6]),
-            query_means=tuple(v / max(st.sizes.n, 1) for v in st.qsum),
+            qtypes=dict(sorted(st.qtype_counts().items(), key=lambda kv: -kv[1])[:6]),
+            query_means=tuple(v / max(a[SIZES], 1) for v in a[QSUM:SAMPLE_SCORES]),
             shared=st.shared,
-            short_requests=sum(b.requests for b in short_b),
-            short_encoded=sum(b.encoded_new for b in short_b),
-            short_bytes=sum(b.est_bytes for b in short_b),
-            entropy_max=st.entropy_max,
+            short_requests=int(total(short_b, B_REQUESTS)),
+            short_encoded=int(total(short_b, B_ENCODED)),
+            short_bytes=total(short_b, B_BYTES),
+            entropy_max=a[ENTROPY_MAX],
             longest=st.longest,
             odd=st.odd,
-            reask_slots=sum(1 for t in st.reasks if t >= long_from),
+            reask_slots=sum(1 for t in st.reasks or () if t >= long_from),
             pod_names=tuple(p for p, _ in top),
         )
 
@@ -339,7 +433,8 @@ class FlowWindow:
             st = self.pairs.get(key)
             if st is not None and len(st.names) >= least:
                 # The bucket just opened holds one request: judge as of the one before it.
-                out.append(self.summary(st, st.buckets[-1].start))
+                start = st.last_start()
+                out.append(self.summary(st, start if start is not None else st.last))
         self.closed.clear()
         return out
 
@@ -352,12 +447,16 @@ class FlowWindow:
         recent_from = at - v.recent
         cols: dict[str, pd.Series] = {}
         for src in list(self.volume):
-            per = self.volume[src]
-            for t in [t for t in per if t < oldest]:
-                del per[t]
-            if not per:
+            flat = self.volume[src]
+            drop = 0
+            while drop < len(flat) and flat[drop] < oldest:
+                drop += 2
+            if drop:
+                del flat[:drop]
+            if not flat:
                 del self.volume[src]
                 continue
+            per = dict(zip(flat[0::2], flat[1::2], strict=True))
             peak = max((n for t, n in per.items() if t >= recent_from and t < at), default=0)
             if peak / self.step < v.min_rate:
                 continue
@@ -370,6 +469,18 @@ class FlowWindow:
         frame = frame.reindex(grid)
         # Steps with no request inside a source's life are zeros; before its first, unknown.
         return frame.fillna(0.0).where(frame.notna().cummax())
+
+
+def _count(flat: array[float], start: float) -> None:
+    """One request in the bucket `start` of a flat (start, count) array kept in time order
+    (lines arrive in time order; a late one is found from the newest end)."""
+    i = len(flat) - 2
+    while i >= 0 and flat[i] > start:
+        i -= 2
+    if i >= 0 and flat[i] == start:
+        flat[i + 1] += 1
+    else:
+        flat[i + 2 : i + 2] = array("d", (start, 1.0))
 
 
 def to_channel(s: PairSummary, cfg: Config) -> Channel:
