@@ -22,6 +22,7 @@ from tests.conftest import ROOT, dnswatch
 from tests.histories import Composite
 from tests.promserver import PrometheusServer, free_port, require
 from tests.receivers import Answer, Receiver, receiver
+from watcher.window import workload_of
 
 pytestmark = pytest.mark.prometheus
 HOOK = "/services/T000/B000/hooksecret42"
@@ -91,7 +92,9 @@ def test_a_rising_severity_is_sent_again_as_an_escalation(
         text = json.dumps(new[0].json())
         assert "tunnel-a.example" in text and "CRITICAL" in text and "(escalated)" in text
         source = cluster_history.incidents["iodine-like tunnel"][0]
-        assert f"dnswatch policy suggest --source {source}" in text
+        # Next steps name the workload: every pod of it, one allowlist for all.
+        assert f"dnswatch policy suggest --source {workload_of(source)}" in text
+        assert f"--from-pod {workload_of(source)}-" in text
         (button,) = [b for b in new[0].json()["blocks"] if b["type"] == "actions"]
         url = button["elements"][0]["url"]
         assert url.startswith("https://grafana.example.test/d/hubble-dns-watcher/")

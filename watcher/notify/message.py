@@ -92,11 +92,20 @@ def grafana_link(cfg: GrafanaConfig, incident: Incident) -> str | None:
 
 def next_steps(incident: Incident) -> list[str]:
     """Shell commands to paste; the source is shell-quoted (it is data, not trusted)."""
-    src = shlex.quote(incident.source)
     if incident.kind == "drill":
         return ["dnswatch drill --check  # the drill's stages and its end-to-end delay"]
+    src = shlex.quote(incident.source)
+    channel = incident.channel
+    if incident.kind != "high_volume" and "/" in channel and not channel.startswith("node/"):
+        # The channel is the workload: every pod of it (hubble's --from-pod is a name prefix),
+        # and one allowlist for all of them.
+        pods = shlex.quote(channel + "-")
+        return [
+            f"hubble observe --protocol dns --from-pod {pods} --last 500 -o compact",
+            f"dnswatch policy suggest --source {shlex.quote(channel)}",
+        ]
     steps = [f"hubble observe --protocol dns --from-pod {src} --last 200 -o compact"]
-    if incident.kind in ("subdomain_burst", "suspicious_name"):
+    if incident.kind in ("subdomain_burst", "suspicious_name", "channel_behaviour"):
         steps.append(f"dnswatch policy suggest --source {src}")
     else:
         ns, _, pod = incident.source.partition("/")
