@@ -11,17 +11,15 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from watcher import __version__
-from watcher.config import Config, load_config
-from watcher.detect import detect_all
+from watcher.config import FLAG_NAMES, Config, load_config, with_flags
+from watcher.detect import detect_all, scanned
 from watcher.errors import EXIT_DELIVERY, EXIT_DRILL_MISSED, EXIT_OK, ConfigError, DnswatchError
-from watcher.findings import Finding, rfc3339, sort_findings
+from watcher.findings import Finding, Scanned
 from watcher.progress import QUIET, Progress
 from watcher.render import as_json, as_text
 from watcher.window import Window
@@ -289,71 +287,19 @@ def _log_format(args: argparse.Namespace) -> str:
 
 
 def _config(args: argparse.Namespace) -> Config:
-    cfg = load_config(args.config)
-    prom: dict[str, Any] = {}
-    if getattr(args, "prometheus_url", None):
-        prom["url"] = args.prometheus_url
-    if getattr(args, "insecure", False):
-        prom["verify_tls"] = False
-    if getattr(args, "ca_file", None):
-        prom["ca_file"] = args.ca_file
-    if getattr(args, "bearer_token_file", None):
-        prom["bearer_token_file"] = args.bearer_token_file
-    if getattr(args, "timeout", None):
-        prom["timeout"] = args.timeout
-    headers = dict(cfg.prometheus.headers)
-    for h in getattr(args, "header", []) or []:
-        name, sep, value = h.partition("=")
-        if not sep or not name.strip():
-            raise ConfigError(f"--header takes NAME=VALUE, got {h!r}")
-        headers[name.strip()] = value.strip()
-    prom["headers"] = headers
-    data = cfg.model_dump()
-    data["prometheus"].update(prom)
-    # SecretStr dumps as a mask: keep the real values.
-    data["slack"]["webhook_url"] = cfg.slack.webhook_url
-    data["slack"]["token"] = cfg.slack.token
-    if getattr(args, "state", None):
-        data["state"]["path"] = args.state
-    if getattr(args, "pushgateway_url", None):
-        data["serve"]["pushgateway_url"] = args.pushgateway_url
-    if getattr(args, "listen", None):
-        data["serve"]["listen"] = args.listen
-    if getattr(args, "interval", None):
-        data["serve"]["interval"] = args.interval
-    try:
-        return Config.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "option"
-        raise ConfigError(f"bad option {where}: {first['msg']}") from None
+    """The config file with the command line's flags on top (config.with_flags)."""
+    flags = {name: getattr(args, name, None) for name in FLAG_NAMES}
+    return with_flags(load_config(args.config), flags)
 
 
 def scan_window(args: argparse.Namespace, cfg: Config, progress: Progress = QUIET) -> Window:
     """Open the chosen source and read the window at --at (shared by scan, run and serve)."""
-    from watcher.sources.metrics_file import MetricsFileSource
-    from watcher.sources.prometheus import PrometheusSource
+    from watcher.sources.base import open_source, read_window
 
     at = parse_time(args.at) if args.at else None
-    if args.metrics_file and (args.prometheus_url):
+    if args.metrics_file and args.prometheus_url:
         raise ConfigError("give either --prometheus-url or --metrics-file, not both")
-    if args.metrics_file:
-        progress.step(f"reading {args.metrics_file}")
-        fsrc = MetricsFileSource(args.metrics_file, cfg)
-        when = at if at is not None else (fsrc.latest() or time.time())
-        progress.step("building the window")
-        window = fsrc.window(when)
-        progress.finish()
-        return window
-    url = cfg.prometheus.url
-    if not url:
-        raise ConfigError(
-            "no data source: give --prometheus-url URL (or set "
-            "DNSWATCH_PROMETHEUS_URL) or --metrics-file PATH"
-        )
-    source = PrometheusSource(url, cfg)
-    source.progress = progress
-    return source.window(at if at is not None else time.time())
+    return read_window(open_source(cfg, args.metrics_file, progress), at, progress)
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
@@ -376,18 +322,19 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 def _window_reader(
     args: argparse.Namespace, cfg: Config, *, replay: bool = False
-) -> Callable[[], Window]:
-    """Each call reads a fresh window at --at exactly (or now). With `replay` (serve), the first
-    cycle scans at --at and later ones advance with the wall clock (a fire drill on a history)."""
+) -> Callable[[], Scanned]:
+    """Each call reads and judges a fresh window at --at exactly (or now). With `replay` (serve),
+    the first cycle scans at --at and later ones advance with the wall clock (a fire drill on a
+    history)."""
     if not args.at or not replay:
-        return lambda: scan_window(args, cfg)
+        return lambda: scanned(scan_window(args, cfg), cfg)
     start_at, start_wall = parse_time(args.at), time.time()
 
-    def read() -> Window:
+    def read() -> Scanned:
         shifted = argparse.Namespace(
             **{**vars(args), "at": str(start_at + time.time() - start_wall)}
         )
-        return scan_window(shifted, cfg)
+        return scanned(scan_window(shifted, cfg), cfg)
 
     return read
 
@@ -451,12 +398,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_policy(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from watcher import policy
     from watcher.duration import parse_duration
-    from watcher.sources.prometheus import PrometheusSource
-    from watcher.window import apply_prefilter, empty_names, workload_of
+    from watcher.suggestion import suggest
 
     if args.metrics_file:
         raise ConfigError(
@@ -476,51 +419,8 @@ def cmd_policy(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(f"--lookback: {exc}") from None
     cfg = _config(args)
-    if not cfg.prometheus.url:
-        raise ConfigError("no data source: give --prometheus-url URL (or DNSWATCH_PROMETHEUS_URL)")
     at = parse_time(args.at) if args.at else time.time()
-    prom = PrometheusSource(cfg.prometheus.url, cfg)
-    names = prom.workload_names(source, at, lookback)
-    workload = workload_of(source)
-    if names.empty:
-        raise DnswatchError(
-            f"no DNS names from the pods of {workload} in the {args.lookback} before "
-            f"{rfc3339(at)}: nothing to build an allowlist from"
-        )
-    # Flagged: what the watcher reports now, and what its detectors find over the whole lookback
-    # (a tunnel that ran three days ago must not enter the allowlist).
-    flagged: dict[str, str] = {}
-    now = detect_all(prom.window(at), cfg)
-    span_seconds = max(lookback, cfg.windows.short)
-    lb_windows = cfg.windows.model_copy(update={"long": span_seconds})
-    lb_cfg = cfg.model_copy(update={"windows": lb_windows})
-    pods = names.assign(source=workload)
-    span = Window(
-        at=at,
-        short_seconds=cfg.windows.short,
-        long_seconds=span_seconds,
-        step_seconds=cfg.windows.step,
-        short=empty_names(),
-        long=pods,
-        shaped=apply_prefilter(
-            pods, cfg.names.prefilter_label_length, cfg.names.prefilter_name_length
-        ),
-        volume=pd.DataFrame(),
-    )
-    for f in [*now, *detect_all(span, lb_cfg)]:
-        if f.domain and f.is_alert and workload_of(f.source) == workload:
-            flagged.setdefault(f.domain, f"{f.severity} {f.kind}: {f.summary}")
-    ns, _, base = workload.partition("/")
-    suggestion = policy.build(
-        ns,
-        base,
-        sorted({s.split("/", 1)[1] for s in names["source"]}),
-        {str(k): float(v) for k, v in names.groupby("name")["queries"].sum().items()},
-        flagged,
-        cfg.labels.cluster_domain,
-        selector or None,
-    )
-    sys.stdout.write(policy.render(suggestion, source, at, args.lookback))
+    sys.stdout.write(suggest(cfg, source, at, lookback, args.lookback, selector or None))
     return EXIT_OK
 
 
@@ -560,133 +460,21 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_flows(args: argparse.Namespace) -> int:
-    import json
-    import signal
-    from pathlib import Path
-
-    from watcher.cycle import Scanned, channels, run_cycle
-    from watcher.flows import FlowScan, follow
-    from watcher.render import text_line
-    from watcher.selfmetrics import SelfMetrics
-    from watcher.sources.flows import read_lines
+    from watcher.flows.command import FlowsOptions, run
 
     cfg = _config(args)
-    fmt = args.format or ("text" if sys.stdout.isatty() else "json")
-    if (args.dry_run or args.state) and not args.notify:
-        raise ConfigError("--dry-run and --state go with --notify")
-    if args.listen and not args.follow:
-        raise ConfigError("--listen goes with --follow")
-    metrics = SelfMetrics()
-    failed = {"all": False}
-
-    def notify(scan: FlowScan, findings: list[Finding] | None = None) -> None:
-        at = scan.window.now or time.time()
-        got = findings if findings is not None else scan.current()
-        report = run_cycle(
-            lambda: Scanned(at, got, scan.warnings()), cfg, metrics, dry_run=args.dry_run
-        )
-        for err in report.errors:
-            print(f"dnswatch: delivery failed (kept pending): {err}", file=sys.stderr)
-        print(f"dnswatch flows: {report.line()}", file=sys.stderr)
-        failed["all"] = report.all_deliveries_failed
-
-    if args.notify:
-        channels(cfg)  # a bad secret or URL fails now
-    if args.follow:
-        if args.files:
-            raise ConfigError("give FILE arguments or --follow PATH, not both")
-        stopping = {"now": False}
-
-        def stop(*_: object) -> None:
-            stopping["now"] = True
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
-
-        def emit(f: Finding) -> None:
-            if not f.is_alert:
-                return
-            if fmt == "json":
-                line = json.dumps(f.to_json(), ensure_ascii=True, separators=(",", ":"))
-            else:
-                line = text_line(f)
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
-
-        pos = Path(args.position_file) if args.position_file else None
-        tick = None
-        server = None
-        if args.listen:
-            from http.server import ThreadingHTTPServer
-            from threading import Thread
-
-            from watcher.service import Health, _handler, parse_listen
-
-            health = Health(max(30.0, 10 * cfg.flows.report_interval))
-            host, port = parse_listen(args.listen)
-            try:
-                server = ThreadingHTTPServer((host, port), _handler(metrics, health))
-            except OSError as exc:
-                raise ConfigError(
-                    f"cannot listen on {host}:{port}: {exc.strerror or exc}"
-                ) from None
-            server.daemon_threads = True
-            Thread(target=server.serve_forever, daemon=True).start()
-            last = {"t": 0.0}
-
-            def tick(scan: FlowScan) -> None:
-                health.ok()
-                if time.monotonic() - last["t"] < 10 * cfg.flows.report_interval:
-                    return
-                last["t"] = time.monotonic()
-                metrics.flows(scan.counts.to_json(), len(scan.window.pairs), scan.current())
-                metrics.flow_channels(scan.exported())
-                metrics.flow_seen(scan.window.now)
-
-        follow(
-            None if args.follow == "-" else Path(args.follow),
-            cfg,
-            emit,
-            pos,
-            stop=lambda: stopping["now"],
-            every=notify if args.notify else None,
-            tick=tick,
-        )
-        if server is not None:
-            server.shutdown()
-        return EXIT_DELIVERY if failed["all"] else EXIT_OK
-    if not args.files:
-        raise ConfigError("give flow files (or - for stdin), or --follow PATH")
-    if args.position_file:
-        raise ConfigError("--position-file goes with --follow")
-    scan = FlowScan(cfg)
-    progress = Progress.for_terminal(args.quiet)
-
-    def counted(lines: Iterable[bytes]) -> Iterator[bytes]:
-        for n, line in enumerate(lines, 1):
-            if n % 100_000 == 0:
-                progress.step(f"read {n:,} lines, {len(scan.window.pairs):,} active pairs")
-            yield line
-
-    try:
-        scan.feed(counted(read_lines(args.files)))
-    finally:
-        progress.finish()
-    result = scan.result()
-    if fmt == "json":
-        sys.stdout.write(json.dumps(result, ensure_ascii=True, indent=1) + "\n")
-    else:
-        findings = list(scan.best.values())
-        skipped = ", ".join(f"{n} {r}" for r, n in result["skipped"].items())
-        head = f"read {result['lines_read']} lines, {result['dns_flows']} DNS flows" + (
-            f"; skipped {skipped}" if skipped else ""
-        )
-        text = as_text(scan.window.now or time.time(), findings, result["warnings"])
-        sys.stdout.write(text.replace(": ", f" ({head}): ", 1) + "\n")
-    if args.notify:
-        # A file read to its end: every finding of the file, as one cycle.
-        notify(scan, sort_findings(list(scan.best.values())))
-    return EXIT_DELIVERY if failed["all"] else EXIT_OK
+    options = FlowsOptions(
+        files=list(args.files or []),
+        follow=args.follow,
+        position_file=args.position_file,
+        listen=args.listen,
+        notify=args.notify,
+        dry_run=args.dry_run,
+        state=args.state,
+        format=args.format or ("text" if sys.stdout.isatty() else "json"),
+        quiet=args.quiet,
+    )
+    return run(options, cfg)
 
 
 def cmd_drill(args: argparse.Namespace) -> int:
@@ -701,19 +489,10 @@ def cmd_drill(args: argparse.Namespace) -> int:
         docs = drill.manifests(cfg.drill, args.namespace, args.schedule, not args.no_policy)
         sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False))
         return EXIT_OK
-    check = drillcheck.Check()
-    if args.flows:
-        drillcheck.flows(check, cfg, args.flows, args.namespace)
-    elif args.metrics_file or cfg.prometheus.url:
-        count_ns = None
-        if not args.metrics_file:
-            from watcher.sources.prometheus import PrometheusSource
-
-            prom = PrometheusSource(str(cfg.prometheus.url), cfg)
-            at = parse_time(args.at) if args.at else time.time()
-            count_ns = lambda ns: prom.namespace_series(ns, at)  # noqa: E731
-        drillcheck.metrics(check, cfg, lambda: scan_window(args, cfg), args.namespace, count_ns)
-    drillcheck.delivery(check, cfg)
+    if args.metrics_file and args.prometheus_url:
+        raise ConfigError("give either --prometheus-url or --metrics-file, not both")
+    at = parse_time(args.at) if args.at else None
+    check = drillcheck.check(cfg, args.flows, args.metrics_file, at, args.namespace)
     sys.stdout.write(drillcheck.render(check, args.format or "text") + "\n")
     return EXIT_OK if check.seen else EXIT_DRILL_MISSED
 

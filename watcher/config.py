@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -764,3 +765,59 @@ def defaults_yaml() -> str:
             dumped = yaml.safe_dump({name: value}, default_flow_style=True, width=1000).strip()
             lines.append(f"  {dumped[1:-1]}")
     return "\n".join(lines) + "\n"
+
+
+# Command-line flags that override the config (cli.py passes them by these names).
+FLAG_NAMES = (
+    "prometheus_url",
+    "insecure",
+    "ca_file",
+    "bearer_token_file",
+    "timeout",
+    "header",
+    "state",
+    "pushgateway_url",
+    "listen",
+    "interval",
+)
+
+
+def with_flags(cfg: Config, flags: Mapping[str, Any]) -> Config:
+    """`cfg` with command-line flags (FLAG_NAMES; None: not given) on top, validated again."""
+    prom: dict[str, Any] = {}
+    if flags.get("prometheus_url"):
+        prom["url"] = flags["prometheus_url"]
+    if flags.get("insecure"):
+        prom["verify_tls"] = False
+    if flags.get("ca_file"):
+        prom["ca_file"] = flags["ca_file"]
+    if flags.get("bearer_token_file"):
+        prom["bearer_token_file"] = flags["bearer_token_file"]
+    if flags.get("timeout"):
+        prom["timeout"] = flags["timeout"]
+    headers = dict(cfg.prometheus.headers)
+    for h in flags.get("header") or []:
+        name, sep, value = h.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--header takes NAME=VALUE, got {h!r}")
+        headers[name.strip()] = value.strip()
+    prom["headers"] = headers
+    data = cfg.model_dump()
+    data["prometheus"].update(prom)
+    # SecretStr dumps as a mask: keep the real values.
+    data["slack"]["webhook_url"] = cfg.slack.webhook_url
+    data["slack"]["token"] = cfg.slack.token
+    if flags.get("state"):
+        data["state"]["path"] = flags["state"]
+    if flags.get("pushgateway_url"):
+        data["serve"]["pushgateway_url"] = flags["pushgateway_url"]
+    if flags.get("listen"):
+        data["serve"]["listen"] = flags["listen"]
+    if flags.get("interval"):
+        data["serve"]["interval"] = flags["interval"]
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "option"
+        raise ConfigError(f"bad option {where}: {first['msg']}") from None

@@ -15,23 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from watcher.config import Config
-from watcher.detect import detect_all
 from watcher.errors import DeliveryError, DnswatchError
-from watcher.findings import Finding
+from watcher.findings import Finding, Scanned
 from watcher.incidents import Event, Incident, reconcile
 from watcher.notify import alertmanager, slack
 from watcher.selfmetrics import SelfMetrics
 from watcher.state import Delivery, Store
-from watcher.window import Window
-
-
-@dataclass(frozen=True)
-class Scanned:
-    """Findings a source judged itself (the flow pipeline), as of `at`."""
-
-    at: float
-    findings: list[Finding]
-    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -88,16 +77,11 @@ def channels(
     return s, a
 
 
-def _scan(
-    read_window: Callable[[], Window | Scanned],
-    cfg: Config,
-    metrics: SelfMetrics,
-    report: CycleReport,
-) -> None:
+def _scan(read: Callable[[], Scanned], metrics: SelfMetrics, report: CycleReport) -> None:
     t0 = time.monotonic()
     try:
-        got = read_window()
-        report.findings = detect_all(got, cfg) if isinstance(got, Window) else got.findings
+        got = read()
+        report.findings = got.findings
         report.at = got.at
     except DnswatchError as exc:
         report.scan_error = exc
@@ -179,7 +163,7 @@ def _deliver_alertmanager(
 
 
 def run_cycle(
-    read_window: Callable[[], Window | Scanned],
+    read: Callable[[], Scanned],
     cfg: Config,
     metrics: SelfMetrics,
     *,
@@ -189,7 +173,7 @@ def run_cycle(
     """Scan, fold into the state, deliver what is pending. State errors raise StateError."""
     slack_ch, am_ch = channels(cfg)
     report = CycleReport()
-    _scan(read_window, cfg, metrics, report)
+    _scan(read, metrics, report)
     if dry_run:
         _dry_run(cfg, report, out, metrics)
         return report

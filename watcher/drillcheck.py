@@ -14,6 +14,7 @@ The stages a drill's queries go through, in order; the first that fails is where
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -267,6 +268,32 @@ def _parse(stamp: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def check(
+    cfg: Config,
+    flow_files: list[str] | None,
+    metrics_file: str | None,
+    at: float | None,
+    namespace: str | None,
+) -> Check:
+    """Every stage visible from what was given: flow files, else a metrics file or the
+    configured Prometheus (when any), then the state."""
+    from watcher.sources.base import open_source, read_window
+    from watcher.sources.prometheus import PrometheusSource
+
+    out = Check()
+    if flow_files:
+        flows(out, cfg, flow_files, namespace)
+    elif metrics_file or cfg.prometheus.url:
+        source = open_source(cfg, metrics_file)
+        count_ns = None
+        if isinstance(source, PrometheusSource):
+            prom, when = source, at if at is not None else time.time()
+            count_ns = lambda ns: prom.namespace_series(ns, when)  # noqa: E731
+        metrics(out, cfg, lambda: read_window(source, at), namespace, count_ns)
+    delivery(out, cfg)
+    return out
 
 
 def render(check: Check, fmt: str) -> str:

@@ -50,6 +50,25 @@ class Finding:
         }
 
 
+@dataclass(frozen=True)
+class Scanned:
+    """What one scan found, as of `at`, whatever the source: the cycle's one input."""
+
+    at: float
+    findings: list[Finding]
+    warnings: list[str] = field(default_factory=list)
+
+
+def most_severe(findings: list[Finding], key: Any) -> dict[Any, Finding]:
+    """The most severe finding per key(finding); the first seen wins a tie."""
+    best: dict[Any, Finding] = {}
+    for f in findings:
+        k = key(f)
+        if k not in best or SEVERITY_RANK[f.severity] > SEVERITY_RANK[best[k].severity]:
+            best[k] = f
+    return best
+
+
 def rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from watcher.config import IncidentsConfig
-from watcher.findings import SEVERITY_RANK, Finding
+from watcher.findings import SEVERITY_RANK, Finding, most_severe
 from watcher.window import workload_of
 
 EventKind = Literal["firing", "escalated", "reminder", "resolved"]
@@ -78,16 +78,13 @@ def _strongest(findings: list[Finding], min_severity: str) -> dict[Key, Finding]
         for f in findings
         if FAMILY.get(f.kind) == "channel" and SEVERITY_RANK[f.severity] >= floor
     }
-    best: dict[Key, Finding] = {}
-    for f in findings:
-        if SEVERITY_RANK[f.severity] < floor:
-            continue
-        if FAMILY.get(f.kind) == "volume" and f.channel in leaking:
-            continue
-        key = family_key(f.kind, f.channel, f.domain)
-        if key not in best or SEVERITY_RANK[f.severity] > SEVERITY_RANK[best[key].severity]:
-            best[key] = f
-    return best
+    kept = [
+        f
+        for f in findings
+        if SEVERITY_RANK[f.severity] >= floor
+        and not (FAMILY.get(f.kind) == "volume" and f.channel in leaking)
+    ]
+    return most_severe(kept, lambda f: family_key(f.kind, f.channel, f.domain))
 
 
 def reconcile(

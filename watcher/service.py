@@ -57,7 +57,7 @@ class Health:
             return False, f"last success {age:.0f}s ago: {why}"
 
 
-def _handler(metrics: SelfMetrics, health: Health) -> type[BaseHTTPRequestHandler]:
+def handler(metrics: SelfMetrics, health: Health) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
@@ -82,6 +82,18 @@ def _handler(metrics: SelfMetrics, health: Health) -> type[BaseHTTPRequestHandle
     return Handler
 
 
+def start_http(listen: str, metrics: SelfMetrics, health: Health) -> ThreadingHTTPServer:
+    """/metrics and /healthz on `listen` (host:port), served by a daemon thread."""
+    host, port = parse_listen(listen)
+    try:
+        server = ThreadingHTTPServer((host, port), handler(metrics, health))
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    return server
+
+
 def parse_listen(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -99,14 +111,7 @@ def serve(
     """Run until SIGTERM/SIGINT (or `stop` is set). `cycle` returns (scan ok, log line)."""
     stop = stop or threading.Event()
     health = Health(cfg.serve.unhealthy_after or 3 * cfg.serve.interval + 60)
-    host, port = parse_listen(cfg.serve.listen)
-    try:
-        server = ThreadingHTTPServer((host, port), _handler(metrics, health))
-    except OSError as exc:
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    server.daemon_threads = True
-    web = threading.Thread(target=server.serve_forever, name="http", daemon=True)
-    web.start()
+    server = start_http(cfg.serve.listen, metrics, health)
 
     def job() -> None:
         t0 = time.monotonic()
@@ -148,7 +153,8 @@ def serve(
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
     log(
-        f"serving /metrics and /healthz on {host}:{server.server_address[1]}, "
+        f"serving /metrics and /healthz on {parse_listen(cfg.serve.listen)[0]}:"
+        f"{server.server_address[1]}, "
         f"a cycle every {cfg.serve.interval:.0f}s"
     )
     stop.wait()

@@ -657,6 +657,10 @@ class PrometheusSource:
                     self._partition = (label, sorted(values - {""}), False)
         return self._partition
 
+    def latest(self) -> float | None:
+        """A live server: scan as of now (the Source protocol)."""
+        return None
+
     def namespace_series(self, namespace: str, at: float) -> int:
         """Series of the metric from pods of `namespace` over the long window (drill --check:
         zero means no pod there goes through the DNS proxy)."""

@@ -1,0 +1,147 @@
+"""`dnswatch flows`: read flow files or follow one, print findings, notify like `run`.
+
+The CLI parses; this runs the command: one pass over files (judged in hindsight, one notify
+cycle at the end) or a follower (findings as they come, a notify cycle every
+flows.notify_interval, /metrics and /healthz with --listen).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from watcher.config import Config
+from watcher.cycle import channels, run_cycle
+from watcher.errors import EXIT_DELIVERY, EXIT_OK, ConfigError
+from watcher.findings import Finding, Scanned, sort_findings
+from watcher.flows.follow import follow
+from watcher.flows.scan import FlowScan
+from watcher.progress import Progress
+from watcher.render import as_text, text_line
+from watcher.selfmetrics import SelfMetrics
+from watcher.service import Health, start_http
+from watcher.sources.flows import read_lines
+
+
+@dataclass(frozen=True)
+class FlowsOptions:
+    files: list[str] = field(default_factory=list)
+    follow: str | None = None  # a path, or - for stdin
+    position_file: str | None = None
+    listen: str | None = None
+    notify: bool = False
+    dry_run: bool = False
+    state: str | None = None
+    format: str = "json"
+    quiet: bool = False
+
+
+def run(o: FlowsOptions, cfg: Config) -> int:
+    fmt = o.format
+    if (o.dry_run or o.state) and not o.notify:
+        raise ConfigError("--dry-run and --state go with --notify")
+    if o.listen and not o.follow:
+        raise ConfigError("--listen goes with --follow")
+    metrics = SelfMetrics()
+    failed = {"all": False}
+
+    def notify(scan: FlowScan, findings: list[Finding] | None = None) -> None:
+        at = scan.window.now or time.time()
+        got = findings if findings is not None else scan.current()
+        report = run_cycle(
+            lambda: Scanned(at, got, scan.warnings()), cfg, metrics, dry_run=o.dry_run
+        )
+        for err in report.errors:
+            print(f"dnswatch: delivery failed (kept pending): {err}", file=sys.stderr)
+        print(f"dnswatch flows: {report.line()}", file=sys.stderr)
+        failed["all"] = report.all_deliveries_failed
+
+    if o.notify:
+        channels(cfg)  # a bad secret or URL fails now
+    if o.follow:
+        if o.files:
+            raise ConfigError("give FILE arguments or --follow PATH, not both")
+        stopping = {"now": False}
+
+        def stop(*_: object) -> None:
+            stopping["now"] = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+        def emit(f: Finding) -> None:
+            if not f.is_alert:
+                return
+            if fmt == "json":
+                line = json.dumps(f.to_json(), ensure_ascii=True, separators=(",", ":"))
+            else:
+                line = text_line(f)
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+        pos = Path(o.position_file) if o.position_file else None
+        tick = None
+        server = None
+        if o.listen:
+            health = Health(max(30.0, 10 * cfg.flows.report_interval))
+            server = start_http(o.listen, metrics, health)
+            last = {"t": 0.0}
+
+            def tick(scan: FlowScan) -> None:
+                health.ok()
+                if time.monotonic() - last["t"] < 10 * cfg.flows.report_interval:
+                    return
+                last["t"] = time.monotonic()
+                metrics.flows(scan.counts.to_json(), len(scan.window.pairs), scan.current())
+                metrics.flow_channels(scan.exported())
+                metrics.flow_seen(scan.window.now)
+
+        follow(
+            None if o.follow == "-" else Path(o.follow),
+            cfg,
+            emit,
+            pos,
+            stop=lambda: stopping["now"],
+            every=notify if o.notify else None,
+            tick=tick,
+        )
+        if server is not None:
+            server.shutdown()
+        return EXIT_DELIVERY if failed["all"] else EXIT_OK
+    if not o.files:
+        raise ConfigError("give flow files (or - for stdin), or --follow PATH")
+    if o.position_file:
+        raise ConfigError("--position-file goes with --follow")
+    scan = FlowScan(cfg)
+    progress = Progress.for_terminal(o.quiet)
+
+    def counted(lines: Iterable[bytes]) -> Iterator[bytes]:
+        for n, line in enumerate(lines, 1):
+            if n % 100_000 == 0:
+                progress.step(f"read {n:,} lines, {len(scan.window.pairs):,} active pairs")
+            yield line
+
+    try:
+        scan.feed(counted(read_lines(o.files)))
+    finally:
+        progress.finish()
+    result = scan.result()
+    if fmt == "json":
+        sys.stdout.write(json.dumps(result, ensure_ascii=True, indent=1) + "\n")
+    else:
+        findings = list(scan.best.values())
+        skipped = ", ".join(f"{n} {r}" for r, n in result["skipped"].items())
+        head = f"read {result['lines_read']} lines, {result['dns_flows']} DNS flows" + (
+            f"; skipped {skipped}" if skipped else ""
+        )
+        text = as_text(scan.window.now or time.time(), findings, result["warnings"])
+        sys.stdout.write(text.replace(": ", f" ({head}): ", 1) + "\n")
+    if o.notify:
+        # A file read to its end: every finding of the file, as one cycle.
+        notify(scan, sort_findings(list(scan.best.values())))
+    return EXIT_DELIVERY if failed["all"] else EXIT_OK
