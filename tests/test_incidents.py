@@ -147,6 +147,38 @@ def test_state_survives_a_restart_and_keeps_pending_deliveries(tmp_path: Path) -
         assert len(store.pending("alertmanager")) == 1
 
 
+def test_a_state_written_when_incidents_were_per_pod_continues_in_place(tmp_path: Path) -> None:
+    """A row stored before incidents were keyed by channel names a pod and has no workload in
+    its evidence: it is read as its pod's workload, so another replica's finding continues it
+    (no new page) and its pending delivery is still there. The schema did not change: nothing
+    to migrate (state.SCHEMA_VERSION stays 1)."""
+    path = str(tmp_path / "state.sqlite")
+    with Store.open(path) as store:
+        store.conn.execute(
+            "INSERT INTO incidents (kind, source, domain, status, severity, first_seen, "
+            "last_seen, notified_at, notified_severity, finding) VALUES ('subdomain_burst', "
+            "'jobs/exporter-6c9f7d5b8-aaaaa', 'x.example', 'active', 'warning', ?, ?, ?, "
+            """'warning', '{"kind": "subdomain_burst", "evidence": {}}')""",
+            (T0, T0, T0),
+        )
+        store.conn.execute(
+            "INSERT INTO deliveries (incident_id, channel, event, severity, created_at, status)"
+            " VALUES (1, 'slack', 'firing', 'warning', ?, 'pending')",
+            (T0,),
+        )
+    with Store.open(path) as store:
+        active = store.active()
+        assert [i.key for i in active] == [("channel", "jobs/exporter", "x.example")]
+        replica = Finding(
+            "subdomain_burst", "warning", "jobs/exporter-6c9f7d5b8-bbbbb", "x.example", 0.8, "s"
+        )
+        changed, events = reconcile(active, [replica], T0 + 300, POLICY)
+        store.record(changed, events, ["slack"])
+        assert events == []
+        assert [i.id for i in store.active()] == [1]
+        assert [(d.incident.id, d.event) for d in store.pending("slack")] == [(1, "firing")]
+
+
 def test_garbage_in_the_state_file_is_an_error_not_a_reset(tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite"
     path.write_bytes(b"this is not a database\x00" * 100)
