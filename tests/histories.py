@@ -219,8 +219,10 @@ def channels(seed: int = 41) -> Composite:
     """7 h of the base cluster with what issue 22 named (tests/test_channels.py): the seed's demo
     (three encoded names, each asked 43 times within two minutes), a slow word-encoded leak of
     ~22 one-off TXT names an hour under a zone only its workload resolves, a fast tunnel; and
-    benign families that look encoded: an uploader's two replicas resolving the same 36
-    hex-named storage endpoints, a mail server re-asking 40 DKIM selectors all day."""
+    benign families that look encoded or burst-like: an uploader's two replicas resolving the
+    same 36 hex-named storage endpoints, a mail server re-asking 40 DKIM selectors all day,
+    cert-manager polling 60 ACME challenges, a gateway's SRV discovery, a crawler's one-off
+    hosts of many sites (watcher.simulate.FAMILIES)."""
     c = base_cluster(7, seed=seed)
     rng = np.random.default_rng(seed + 3)
     comp = Composite(c)

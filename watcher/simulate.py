@@ -439,7 +439,7 @@ def add_incident(
     )
 
 
-FAMILIES = ("shared_storage", "dkim")
+FAMILIES = ("shared_storage", "dkim", "acme", "srv", "crawler")
 
 
 def add_family(c: Cluster, family: str, rng: np.random.Generator) -> str:
@@ -448,7 +448,12 @@ def add_family(c: Cluster, family: str, rng: np.random.Generator) -> str:
     shared_storage: an uploader's two replicas resolve the same 36 object-storage endpoints
     named by 32 hex digits, all day (names shared by clients: hosts).
     dkim: a mail server resolves DKIM keys under 40 32-character selectors of one mail
-    provider, TXT, each re-asked all day (repetition spread over time: hosts)."""
+    provider, TXT, each re-asked all day (repetition spread over time: hosts).
+    acme: cert-manager polls the TXT challenge records of 60 tenants' certificates under one
+    platform domain (`_acme-challenge.<tenant id>.apps.…`), each again every ~15 min.
+    srv: a VoIP gateway's SRV discovery of 24 services and regions, re-asked all day.
+    crawler: a crawler resolves two new hosts a minute, each under its own site's domain, once
+    (one-off names, but one or two per registered domain: no channel)."""
     alnum = string.ascii_lowercase + string.digits
     if family == "shared_storage":
         hosts = [
@@ -482,6 +487,38 @@ def add_family(c: Cluster, family: str, rng: np.random.Generator) -> str:
             )
         )
         return "mail/mta"
+    if family in ("acme", "srv"):
+        if family == "acme":
+            ns, app, qtype, rate = "cert-manager", "cert-manager", "TXT", 4.0
+            names = [
+                f"_acme-challenge.{_rand_token(rng, alnum, 12)}.apps.platform-example.com"
+                for _ in range(60)
+            ]
+        else:
+            ns, app, qtype, rate = "voip", "sip-gateway", "SRV", 6.0
+            names = [
+                f"_{svc}._{proto}.{region}.voip-provider.example"
+                for svc in ("sip", "sips", "stun", "turn")
+                for proto in ("udp", "tcp")
+                for region in ("eu", "us", "ap")
+            ]
+        w = np.full(len(names), 1.0 / len(names))
+        c.pods.append(
+            Pod(ns, _pod_name(rng, app), int(rng.integers(0, c.nodes)), 0, c.minutes, names, w,
+                rate, qtype=qtype)
+        )  # fmt: skip
+        return f"{ns}/{app}"
+    if family == "crawler":
+        profile, w = _profile(rng, "search", [], 2)
+        pod = Pod("search", _pod_name(rng, "crawler"), int(rng.integers(0, c.nodes)), 0,
+                  c.minutes, profile, w, 1)  # fmt: skip
+        words = ["news", "shop", "blog", "docs", "forum", "media", "travel", "food", "garden"]
+        for m in range(c.minutes):
+            for k in range(2):
+                site = f"{words[(m + k) % len(words)]}{m * 2 + k}-site.example"
+                pod.extra.append((m, f"{'www' if k else 'static'}.{site}", "A", 1))
+        c.pods.append(pod)
+        return "search/crawler"
     raise ConfigError(f"unknown family {family!r}: {', '.join(FAMILIES)}")
 
 

@@ -361,7 +361,7 @@ class PrometheusSource:
         `destination`). Evidence only: a server without that metric, or refusing the query,
         leaves the answers unknown (a warning for the latter)."""
         lab, cfg = self.cfg.labels, self.cfg
-        if long.empty:
+        if long.empty or not self._has_responses(at):
             return {}
         rows = long.assign(
             key=long["source"].map(self._workload_key) + "\0" + long["name"].map(promql.zone_of)
@@ -392,6 +392,19 @@ class PrometheusSource:
                     bit = answer_bit(m.get("rcode", ""), m.get("ips_returned", ""))
                     out[pair] = out.get(pair, 0) | bit
         return out
+
+    def _has_responses(self, at: float) -> bool:
+        """Whether the responses metric has series in the long window (an index lookup, no
+        samples read): without it, no answers query is sent at all."""
+        params = {
+            "match[]": RESPONSES,
+            "start": f"{at - self.cfg.windows.long:.3f}",
+            "end": f"{at:.3f}",
+        }
+        try:
+            return bool(self._call(self.client.get_label_names, params=params))
+        except SourceError:
+            return False
 
     REASK_NAMES = 32  # repeated names looked up per (workload, zone): enough to see a spread
 
