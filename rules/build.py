@@ -153,8 +153,7 @@ def rules(docs_url: str = DOCS_URL) -> dict[str, Any]:
             "DNSExfiltrationAcrossNodes",
             _across_nodes_expr(),
             "2m",
-            "{{ $labels.workload }} sends many new names under {{ $labels.domain }} "
-            "across nodes.",
+            "{{ $labels.workload }} sends many new names under {{ $labels.domain }} across nodes.",
             "Summed over the nodes' flow followers, {{ $labels.workload }} asked "
             "{{ $value }} new names under {{ $labels.domain }} that no node calls hosts, though "
             "no node alone crossed a threshold: a leak spread over replicas on several nodes. "
