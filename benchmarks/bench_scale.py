@@ -69,9 +69,9 @@ FLOOR["source rates 24h"] = (f"sum by (source) (rate({M}[5m]))", (86400, 300))
 # was in flight (queries run two at a time: a sum over threads would exceed the wall time).
 WATCHER = """
 import atexit, sys, threading, time
-from watcher.sources import prometheus as P
+from watcher.sources.prometheus.client import PrometheusClient as P
 spent, busy, lock = [0.0], [0, 0.0], threading.Lock()
-call = P.PrometheusSource._call
+call = P.call
 def timed(self, *a, **k):
     with lock:
         busy[0] += 1
@@ -84,7 +84,7 @@ def timed(self, *a, **k):
             busy[0] -= 1
             if busy[0] == 0:
                 spent[0] += time.perf_counter() - busy[1]
-P.PrometheusSource._call = timed
+P.call = timed
 def report():
     hwm = next(x for x in open('/proc/self/status') if x.startswith('VmHWM'))
     sys.stderr.write(f"HTTP {spent[0]:.3f}\\n{hwm}")

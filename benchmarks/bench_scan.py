@@ -1,11 +1,14 @@
 """Scan time and memory against cluster size, through a real Prometheus: a table and JSON.
 
-    python benchmarks/bench_scan.py [--sizes 0,200,800] [--hours 3]
+    python benchmarks/bench_scan.py [--sizes 0,200,800] [--hours 3] [--baseline DIR]
 
 Each size adds that many filler pods (each resolving 40 distinct names, every series persisting) to
 the simulator's busy cluster with a tunnel, backfills it with promtool, starts Prometheus on
 127.0.0.1 and times `dnswatch scan --format json` as a separate process (wall time and peak RSS
 from wait4). Quote ratios between rows of one run; absolute times drift between machines.
+With --baseline DIR (another checkout, e.g. `git worktree add /tmp/base HEAD~3`), the same scans
+run with that checkout's code too, alternating with this one's, and the ratio is reported: a
+change's cost measured in one run, not across two.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -63,11 +67,17 @@ PEAK = (
 )
 
 
-def run_child(args: list[str]) -> tuple[float, float, int, str]:
-    """Wall time and peak RSS (MiB) of one `dnswatch` process."""
+def run_child(args: list[str], tree: Path = ROOT) -> tuple[float, float, int, str]:
+    """Wall time and peak RSS (MiB) of one `dnswatch` process, with `tree`'s code."""
     start = time.perf_counter()
+    env = {**os.environ, "PYTHONPATH": str(tree)}
     proc = subprocess.run(
-        [sys.executable, "-c", PEAK, *args], capture_output=True, text=True, cwd=ROOT, check=False
+        [sys.executable, "-c", PEAK, *args],
+        capture_output=True,
+        text=True,
+        cwd=tree,
+        env=env,
+        check=False,
     )
     elapsed = time.perf_counter() - start
     peak = [line for line in proc.stderr.splitlines() if line.startswith("VmHWM")]
@@ -80,6 +90,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="0,200,800", help="filler pods per row")
     ap.add_argument("--hours", type=float, default=3.0)
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "bench_scan.json"))
+    ap.add_argument("--baseline", type=Path, help="another checkout to time alongside")
     args = ap.parse_args()
     rows = []
     for fillers in [int(s) for s in args.sizes.split(",")]:
@@ -93,7 +104,11 @@ def main() -> None:
                 series = int(float(value[1]))  # type: ignore[index]
                 scan = ["scan", "--prometheus-url", server.url, "--at", str(at), "--format", "json"]
                 run_child(scan)  # warm Prometheus' caches once
-                times = [run_child(scan) for _ in range(3)]
+                times, base = [], []
+                for _ in range(3):
+                    times.append(run_child(scan))
+                    if args.baseline:
+                        base.append(run_child(scan, args.baseline))
                 ok = all(code == 0 for _, _, code, _ in times)
                 found = json.loads(times[-1][3])["findings"] if ok else []
                 hit = any(f["domain"] == "bench.example" and f["severity"] != "info" for f in found)
@@ -115,6 +130,12 @@ def main() -> None:
                 "tunnel_found": hit and ok and fcode == 0,
             }
         )
+        if base:
+            b = float(np.median([t for t, _, _, _ in base]))
+            rows[-1]["baseline_scan_s"] = round(b, 3)
+            rows[-1]["scan_vs_baseline"] = round(rows[-1]["scan_prometheus_s"] / b, 3)
+            same = base[-1][3] and json.loads(base[-1][3])["findings"] == found
+            rows[-1]["same_findings_as_baseline"] = bool(same)
         print(f"done: {rows[-1]}", file=sys.stderr)
     cols = list(rows[0])
     widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols]

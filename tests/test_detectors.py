@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 
 from watcher.channel import NameSet, from_window
-from watcher.config import day_history_needed, domain_rules, load_config
+from watcher.config import Config, day_history_needed, domain_rules, load_config
 from watcher.detect import detect_all, judge_all
-from watcher.detect.judge import burst_severity
-from watcher.detect.volume import detect_high_volume
+from watcher.detect.judge import burst_severity, judge_volume
+from watcher.domains import DomainRules
+from watcher.evidence import Volume
 from watcher.findings import Finding
 from watcher.window import Window, apply_prefilter, empty_names, reask_bit, workload_of
 
@@ -201,6 +202,11 @@ def volume(series: dict[str, list[float]], step: float = 300) -> pd.DataFrame:
     return pd.DataFrame({k: [np.nan] * (n - len(v)) + v for k, v in series.items()}, index=index)
 
 
+def high_volume(w: Window, cfg: Config, rules: DomainRules) -> list[Finding]:
+    """The volume judge on a window's volume table."""
+    return judge_volume(Volume(w.at, w.step_seconds, w.volume), cfg, rules)
+
+
 def steady(hours: float, qps: float, jitter: float = 0.1) -> list[float]:
     n = int(hours * 12)
     return list(np.maximum(0, rng.normal(qps, qps * jitter, n)) * 300)
@@ -208,47 +214,43 @@ def steady(hours: float, qps: float, jitter: float = 0.1) -> list[float]:
 
 def test_a_flood_against_its_own_history_is_critical() -> None:
     w = window(volume=volume({"app/a": steady(10, 0.5)[:-4] + [30 * 300] * 4}))
-    [f] = detect_high_volume(w, CFG, RULES)
+    [f] = high_volume(w, CFG, RULES)
     assert f.severity == "critical" and f.domain is None and f.evidence["baseline_kind"] == "own"
     assert f.evidence["rate_qps"] == pytest.approx(30, rel=0.01)
 
 
 def test_a_busy_steady_source_is_quiet() -> None:
     w = window(volume=volume({"app/a": steady(10, 40)}))
-    assert detect_high_volume(w, CFG, RULES) == []
+    assert high_volume(w, CFG, RULES) == []
 
 
 def test_a_flood_that_began_before_the_recent_span_is_still_seen() -> None:
     w = window(volume=volume({"app/a": steady(10, 0.5)[:-18] + [30 * 300] * 18}))
-    assert [f.severity for f in detect_high_volume(w, CFG, RULES)] == ["critical"]
+    assert [f.severity for f in high_volume(w, CFG, RULES)] == ["critical"]
 
 
 def test_periodic_bursts_in_history_are_not_an_alert() -> None:
     hourly = [(20 if i % 12 == 0 else 1) * 300 for i in range(120)]
     w = window(volume=volume({"app/a": hourly}))
-    assert detect_high_volume(w, CFG, RULES) == []
+    assert high_volume(w, CFG, RULES) == []
 
 
 def test_a_new_source_is_judged_by_the_absolute_floor() -> None:
     quiet = window(volume=volume({"job/new-x2x4q": [10 * 300] * 4}))
-    assert detect_high_volume(quiet, CFG, RULES) == []
+    assert high_volume(quiet, CFG, RULES) == []
     loud = window(volume=volume({"job/new-x2x4q": [np.nan] * 4 + [2 * 300] * 4 + [80 * 300] * 4}))
-    [f] = detect_high_volume(loud, CFG, RULES)
+    [f] = high_volume(loud, CFG, RULES)
     assert f.evidence["baseline_kind"] == "none" and f.is_alert
 
 
 def test_a_young_source_steady_since_it_started_is_not_a_flood() -> None:
     # Born 40 minutes ago at 160 q/s and steady since: busy, but no change to call a flood.
     young = [np.nan] * 20 + list(np.random.default_rng(3).normal(160, 8, 8) * 300)
-    [f] = detect_high_volume(
-        window(volume=volume({"ingest/new-7d9f8b7c6-x2x4q": young})), CFG, RULES
-    )
+    [f] = high_volume(window(volume=volume({"ingest/new-7d9f8b7c6-x2x4q": young})), CFG, RULES)
     assert f.severity == "info" and "steady since it started" in f.evidence["why_not_alerted"]
     # The same pod jumping from 20 to 160 q/s in its first hour is a flood.
     jump = [np.nan] * 20 + [20 * 300] * 4 + [160 * 300] * 4
-    [g] = detect_high_volume(
-        window(volume=volume({"ingest/new-7d9f8b7c6-x2x4q": jump})), CFG, RULES
-    )
+    [g] = high_volume(window(volume=volume({"ingest/new-7d9f8b7c6-x2x4q": jump})), CFG, RULES)
     assert g.severity == "critical"
 
 
@@ -256,7 +258,7 @@ def test_a_rolled_out_pod_inherits_its_workloads_baseline() -> None:
     old = steady(10, 0.5)[:-12] + [np.nan] * 12
     new = [0.5 * 300] * 8 + [10 * 300] * 4
     w = window(volume=volume({"app/web-7d9f8b7c6-aaaaa": old, "app/web-5c8d7f6b9-bbbbb": new}))
-    [f] = detect_high_volume(w, CFG, RULES)
+    [f] = high_volume(w, CFG, RULES)
     assert f.source == "app/web-5c8d7f6b9-bbbbb" and f.evidence["baseline_kind"] == "workload"
 
 

@@ -233,14 +233,14 @@ def test_run_scans_at_exactly_the_given_time_and_only_serve_replays(
     from watcher.config import Config
 
     seen: list[float] = []
-    monkeypatch.setattr(cli, "scan_window", lambda a, c: seen.append(cli.parse_time(a.at)))
-    monkeypatch.setattr(cli, "scanned", lambda window, cfg: window)  # judging is not the point
+    monkeypatch.setattr(cli, "scan_evidence", lambda a, c: seen.append(cli.parse_time(a.at)))
+    monkeypatch.setattr(cli, "scanned", lambda evidence, cfg: evidence)  # judging is not the point
     args = argparse.Namespace(at="1780000000")
-    read = cli._window_reader(args, Config())
+    read = cli._reader(args, Config())
     time.sleep(0.05)
     read()
     assert seen == [1780000000.0]
-    replay = cli._window_reader(args, Config(), replay=True)
+    replay = cli._reader(args, Config(), replay=True)
     time.sleep(0.05)
     replay()
     assert seen[1] >= 1780000000.05

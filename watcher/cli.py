@@ -17,12 +17,12 @@ from typing import Any
 
 from watcher import __version__
 from watcher.config import FLAG_NAMES, Config, load_config, with_flags
-from watcher.detect import detect_all, scanned
+from watcher.detect import scanned
 from watcher.errors import EXIT_DELIVERY, EXIT_DRILL_MISSED, EXIT_OK, ConfigError, DnswatchError
-from watcher.findings import Finding, Scanned
+from watcher.evidence import Evidence
+from watcher.findings import Scanned
 from watcher.progress import QUIET, Progress
 from watcher.render import as_json, as_text
-from watcher.window import Window
 
 EPILOG = """exit codes: 0 ran (findings or not), 1 internal error, 2 usage or configuration
 error, 3 data source failed, 4 state database unusable (run/serve), 5 every delivery failed (run;
@@ -292,49 +292,45 @@ def _config(args: argparse.Namespace) -> Config:
     return with_flags(load_config(args.config), flags)
 
 
-def scan_window(args: argparse.Namespace, cfg: Config, progress: Progress = QUIET) -> Window:
-    """Open the chosen source and read the window at --at (shared by scan, run and serve)."""
-    from watcher.sources.base import open_source, read_window
+def scan_evidence(args: argparse.Namespace, cfg: Config, progress: Progress = QUIET) -> Evidence:
+    """Open the chosen source and read its evidence at --at (shared by scan, run and serve)."""
+    from watcher.sources.opener import open_source, read_evidence
 
     at = parse_time(args.at) if args.at else None
     if args.metrics_file and args.prometheus_url:
         raise ConfigError("give either --prometheus-url or --metrics-file, not both")
-    return read_window(open_source(cfg, args.metrics_file, progress), at, progress)
+    return read_evidence(open_source(cfg, args.metrics_file, progress), at, progress)
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
     cfg = _config(args)
     progress = Progress.for_terminal(args.quiet)
     try:
-        window = scan_window(args, cfg, progress)
+        found = scanned(scan_evidence(args, cfg, progress), cfg)
     finally:
         progress.finish()
-    findings: list[Finding] = detect_all(window, cfg)
     fmt = args.format or ("text" if sys.stdout.isatty() else "json")
-    out = (
-        as_json(window.at, findings, window.warnings)
-        if fmt == "json"
-        else as_text(window.at, findings, window.warnings)
-    )
+    render = as_json if fmt == "json" else as_text
+    out = render(found.at, found.findings, found.warnings)
     sys.stdout.write(out + "\n")
     return EXIT_OK
 
 
-def _window_reader(
+def _reader(
     args: argparse.Namespace, cfg: Config, *, replay: bool = False
 ) -> Callable[[], Scanned]:
-    """Each call reads and judges a fresh window at --at exactly (or now). With `replay` (serve),
+    """Each call reads and judges fresh evidence at --at exactly (or now). With `replay` (serve),
     the first cycle scans at --at and later ones advance with the wall clock (a fire drill on a
     history)."""
     if not args.at or not replay:
-        return lambda: scanned(scan_window(args, cfg), cfg)
+        return lambda: scanned(scan_evidence(args, cfg), cfg)
     start_at, start_wall = parse_time(args.at), time.time()
 
     def read() -> Scanned:
         shifted = argparse.Namespace(
             **{**vars(args), "at": str(start_at + time.time() - start_wall)}
         )
-        return scanned(scan_window(shifted, cfg), cfg)
+        return scanned(scan_evidence(shifted, cfg), cfg)
 
     return read
 
@@ -348,7 +344,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = _config(args)
     metrics = SelfMetrics()
     t0 = time.monotonic()
-    report = run_cycle(_window_reader(args, cfg), cfg, metrics, dry_run=args.dry_run)
+    report = run_cycle(_reader(args, cfg), cfg, metrics, dry_run=args.dry_run)
     if _log_format(args) == "json":
         log("dnswatch run", cycle_seconds=round(time.monotonic() - t0, 3), **report.fields())
     else:
@@ -387,7 +383,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cfg = _config(args)
     channels(cfg)  # a bad secret or URL fails now, not in the first cycle
     metrics = SelfMetrics()
-    read = _window_reader(args, cfg, replay=True)
+    read = _reader(args, cfg, replay=True)
 
     def cycle() -> tuple[bool, str, dict[str, Any]]:
         report = run_cycle(read, cfg, metrics, dry_run=args.dry_run)

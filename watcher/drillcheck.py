@@ -279,7 +279,7 @@ def check(
 ) -> Check:
     """Every stage visible from what was given: flow files, else a metrics file or the
     configured Prometheus (when any), then the state."""
-    from watcher.sources.base import open_source, read_window
+    from watcher.sources.opener import open_source, read_window
     from watcher.sources.prometheus import PrometheusSource
 
     out = Check()

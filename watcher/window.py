@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from watcher.domains import normalize
+
 NAME_COLUMNS = ["source", "name", "queries"]
 
 
@@ -74,6 +76,15 @@ def answer_bit(rcode: str, ips_returned: str) -> int:
     if rcode in ("Non-Existent Domain", "NXDOMAIN", "3"):
         return ANSWER_NXDOMAIN
     return ANSWER_OTHER
+
+
+def answer_of(
+    labels: Mapping[str, str], client_labels: Sequence[str], query_label: str
+) -> tuple[tuple[str, str], int]:
+    """((client, name), ANSWER_* bit) of one responses series, from its labels; the client
+    labels are response_labels(...) of the configured source labels."""
+    pair = (source_name(labels, client_labels), normalize(labels.get(query_label, "")))
+    return pair, answer_bit(labels.get("rcode", ""), labels.get("ips_returned", ""))
 
 
 def response_labels(source_labels: Sequence[str]) -> list[str]:

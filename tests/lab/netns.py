@@ -109,13 +109,7 @@ class Lab:
 
     def down(self) -> None:
         for _, p in reversed(self.procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(5)
+            self.stop(p)
         self.procs.clear()
         for ns in getattr(self, "namespaces", []):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
@@ -214,17 +208,7 @@ class Lab:
         # (data up as query names, acknowledgements down as NULL answers).
         self.start("tunnel-sink", SRV, sys.executable, "-c", _SINK, "10.99.0.1", "7001")
         self.wait_log("tunnel-sink", "listening", 10)
-        _run(
-            sys.executable,
-            "-c",
-            _SEND,
-            "10.99.0.1",
-            "7001",
-            str(payload),
-            ns="dwl-iodine",
-            timeout=timeout,
-        )
-        self.wait_log("tunnel-sink", f"received {payload}", timeout)
+        self._send_through("dwl-iodine", "10.99.0.1", 7001, payload, "tunnel-sink", timeout)
         self.stop(p)
 
     def dns2tcp(self, payload: int, timeout: float) -> None:
@@ -243,18 +227,16 @@ class Lab:
             RESOLVER,
         )
         _wait_port("dwl-dns2tcp", "127.0.0.1", 4444, tcp=True, timeout=timeout)
-        _run(
-            sys.executable,
-            "-c",
-            _SEND,
-            "127.0.0.1",
-            "4444",
-            str(payload),
-            ns="dwl-dns2tcp",
-            timeout=timeout,
-        )
-        self.wait_log("sink", f"received {payload}", timeout)
+        self._send_through("dwl-dns2tcp", "127.0.0.1", 4444, payload, "sink", timeout)
         self.stop(p)
+
+    def _send_through(
+        self, ns: str, host: str, port: int, payload: int, sink: str, timeout: float
+    ) -> None:
+        """`payload` bytes over TCP from `ns` to host:port (a tunnel's entry), then wait until
+        the sink at the tunnel's far end logs them all."""
+        _run(sys.executable, "-c", _SEND, host, str(port), str(payload), ns=ns, timeout=timeout)
+        self.wait_log(sink, f"received {payload}", timeout)
 
     def benign(self, seconds: float, seed: int = 5) -> None:
         plan = self.dir / "benign.plan"

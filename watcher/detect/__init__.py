@@ -1,28 +1,27 @@
 """Pure detectors: evidence + Config -> findings. No I/O; no evidence gives no findings.
 
-Name-based findings come from one judge over per-channel records (watcher/channel.py), whatever
-the source; volume is judged per source against its own past.
+One judge (watcher.detect.judge) reads every source's evidence (watcher.evidence): one record
+per channel, and each source's volume measured against its own past (watcher.detect.volume).
 """
 
 from __future__ import annotations
 
-from watcher.channel import from_window
 from watcher.config import Config, domain_rules
-from watcher.detect.judge import judge, judge_all
-from watcher.detect.volume import detect_high_volume
+from watcher.detect.judge import judge, judge_all, judge_evidence, judge_volume
+from watcher.evidence import Evidence, of_window
 from watcher.findings import Finding, Scanned, sort_findings
 from watcher.window import Window
 
-__all__ = ["detect_all", "detect_high_volume", "judge", "judge_all", "scanned"]
+__all__ = ["detect_all", "judge", "judge_all", "judge_evidence", "judge_volume", "scanned"]
 
 
 def detect_all(window: Window, cfg: Config) -> list[Finding]:
     """Every finding of a metrics window: one per channel, plus each source's volume."""
-    rules = domain_rules(cfg)
-    channels = judge_all(from_window(window, cfg, rules), cfg)
-    return sort_findings([*channels, *detect_high_volume(window, cfg, rules)])
+    return sort_findings(judge_evidence(of_window(window, cfg), cfg, domain_rules(cfg)))
 
 
-def scanned(window: Window, cfg: Config) -> Scanned:
-    """A metrics window judged: the cycle's input, as flow lines give it."""
-    return Scanned(window.at, detect_all(window, cfg), list(window.warnings))
+def scanned(ev: Evidence, cfg: Config) -> Scanned:
+    """One source's evidence judged: the cycle's input."""
+    return Scanned(
+        ev.at, sort_findings(judge_evidence(ev, cfg, domain_rules(cfg))), list(ev.warnings)
+    )

@@ -8,6 +8,8 @@ Rules that raise a channel (each gives a kind, for the output contract):
 - suspicious_name: a few names shaped like encoded payloads;
 - channel_behaviour (flow lines only): one-off long names to a rarely used domain, no addresses
   in the answers, a machine's pace.
+And per source, not per channel: high_volume, a query rate far above the source's own past
+(watcher.detect.volume measures it; judge_rate says how bad).
 
 Principles that keep a channel quiet (the finding stays, as info, with `why_not_alerted`):
 - a payload is unique to its sender: names also asked by other clients are hosts;
@@ -25,8 +27,11 @@ from typing import Any
 
 from watcher.channel import Channel, NameSet, Span
 from watcher.config import Config, day_encoded_min
+from watcher.detect.volume import Rate, rates
+from watcher.domains import DomainRules
 from watcher.drill import recognise
 from watcher.duration import human_duration
+from watcher.evidence import Evidence, Volume
 from watcher.findings import SEVERITY_RANK, Finding, Kind, Severity
 
 _Candidate = tuple[Severity, Kind, float, str, dict[str, Any]]
@@ -325,3 +330,62 @@ def judge_all(channels: list[Channel], cfg: Config) -> list[Finding]:
         if f is not None:
             out += recognise([f], cfg, ch.at)
     return out
+
+
+def judge_rate(r: Rate, cfg: Config) -> Finding:
+    """A source's peak rate that reached its threshold (detect.volume.rates): warning, critical
+    past volume.critical_factor, info for a young source steady since it started."""
+    v, base = cfg.volume, r.baseline
+    severity: Severity = "critical" if r.peak >= r.threshold * v.critical_factor else "warning"
+    steady_note = None
+    if r.early_median is not None and r.peak < v.young_change * r.early_median:
+        # No history to compare with: a flood is still a change against the source's own
+        # past, however short. Steady since it started is a busy new workload, not a flood.
+        severity = "info"
+        steady_note = (
+            f"steady since it started ({r.early_median:.1f}/s in its first "
+            f"{r.early_seconds / 60:.0f} min): no change to call a flood"
+        )
+    ratio = r.peak / base.median if base.median > 0 else None
+    score = (
+        float(min(1.0, 0.5 + 0.5 * (r.peak / r.threshold - 1) / (v.critical_factor - 1)))
+        if v.critical_factor > 1
+        else 1.0
+    )
+    history = "no usable history" if base.kind == "none" else base.kind + " history"
+    return Finding(
+        kind="high_volume",
+        severity=severity,
+        source=r.source,
+        domain=None,
+        score=score,
+        summary=(
+            f"{r.peak:.1f} DNS queries/s against a baseline of {base.median:.2f}/s "
+            f"({history}; threshold {r.threshold:.1f}/s)"
+        ),
+        evidence={
+            "window": human_duration(v.recent),
+            "rate_qps": round(r.peak, 3),
+            "baseline_qps": round(base.median, 3),
+            "baseline_mad_qps": round(base.mad, 3),
+            "baseline_p99_qps": round(base.p99, 3),
+            "baseline_kind": base.kind,
+            "baseline_seconds": int(base.seconds),
+            "threshold_qps": round(r.threshold, 3),
+            "ratio": round(ratio, 2) if ratio is not None else None,
+            "queries": round(r.queries, 1),
+            **({"why_not_alerted": steady_note} if steady_note else {}),
+        },
+    )
+
+
+def judge_volume(volume: Volume | None, cfg: Config, rules: DomainRules) -> list[Finding]:
+    """Each busy source's rate against its own past (high_volume)."""
+    if volume is None:
+        return []
+    return [judge_rate(r, cfg) for r in rates(volume, cfg, rules)]
+
+
+def judge_evidence(ev: Evidence, cfg: Config, rules: DomainRules) -> list[Finding]:
+    """Every finding of one source's evidence: one per channel, plus each source's volume."""
+    return [*judge_all(ev.channels, cfg), *judge_volume(ev.volume, cfg, rules)]

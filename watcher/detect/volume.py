@@ -1,4 +1,5 @@
-"""high_volume: a source's DNS query rate against its own recent past (robust statistics)."""
+"""A source's DNS query rate against its own recent past (robust statistics): the volume
+records the judge reads (watcher.detect.judge.judge_rate)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ import pandas as pd
 
 from watcher.config import Config
 from watcher.domains import DomainRules
-from watcher.duration import human_duration
-from watcher.findings import Finding, Severity
-from watcher.window import Window, workload_of
+from watcher.evidence import Volume
+from watcher.window import workload_of
 
 
 @dataclass(frozen=True)
@@ -77,24 +77,40 @@ def _threshold(b: Baseline, cfg: Config) -> float:
     )
 
 
-def detect_high_volume(window: Window, cfg: Config, rules: DomainRules) -> list[Finding]:
-    vol = window.volume
+@dataclass(frozen=True)
+class Rate:
+    """One busy source's recent peak against its baseline: the volume judge's record."""
+
+    source: str
+    peak: float  # highest mean rate over volume.smoothing in the recent span (queries/s)
+    baseline: Baseline
+    threshold: float  # the rate the peak must reach to alert (_threshold)
+    queries: float  # queries in the recent span
+    # A source with no usable history: the median rate of the first half of its life, and how
+    # long that is (a busy new workload is steady since it started; a flood is a change).
+    early_median: float | None = None
+    early_seconds: float = 0.0
+
+
+def rates(volume: Volume, cfg: Config, rules: DomainRules) -> list[Rate]:
+    """Sources whose recent peak reaches their threshold, with what it was measured against."""
+    vol = volume.frame
     if vol.empty:
         return []
     v = cfg.volume
-    step = window.step_seconds
-    rates = vol.sort_index() / step
-    recent_mask = rates.index > window.at - v.recent
-    past = rates[~recent_mask]
-    recent = rates[recent_mask]
+    step = volume.step_seconds
+    per_second = vol.sort_index() / step
+    recent_mask = per_second.index > volume.at - v.recent
+    past = per_second[~recent_mask]
+    recent = per_second[recent_mask]
     if recent.empty:
         return []
     span = max(1, round(v.smoothing / step))
     peaks = recent.fillna(0.0).rolling(span, min_periods=1).mean().max()
     workloads: dict[str, list[str]] = {}
-    for src in rates.columns:
+    for src in per_second.columns:
         workloads.setdefault(workload_of(str(src)), []).append(str(src))
-    out: list[Finding] = []
+    out: list[Rate] = []
     for source, peak in peaks.items():
         src = str(source)
         if peak < v.min_rate or rules.ignores_source(src):
@@ -118,46 +134,16 @@ def detect_high_volume(window: Window, cfg: Config, rules: DomainRules) -> list[
         threshold = _threshold(base, cfg)
         if peak < threshold:
             continue
-        severity: Severity = "critical" if peak >= threshold * v.critical_factor else "warning"
-        steady_note = None
-        if base.kind == "none":
-            # No history to compare with: a flood is still a change against the source's own
-            # past, however short. Steady since it started is a busy new workload, not a flood.
-            early = _early_rates(rates[source])
-            if len(early) and peak < v.young_change * float(np.median(early)):
-                severity = "info"
-                steady_note = (
-                    f"steady since it started ({float(np.median(early)):.1f}/s in its first "
-                    f"{len(early) * step / 60:.0f} min): no change to call a flood"
-                )
-        ratio = peak / base.median if base.median > 0 else None
+        early = _early_rates(per_second[source]) if base.kind == "none" else np.array([])
         out.append(
-            Finding(
-                kind="high_volume",
-                severity=severity,
-                source=src,
-                domain=None,
-                score=float(min(1.0, 0.5 + 0.5 * (peak / threshold - 1) / (v.critical_factor - 1)))
-                if v.critical_factor > 1
-                else 1.0,
-                summary=(
-                    f"{peak:.1f} DNS queries/s against a baseline of {base.median:.2f}/s "
-                    f"({'no usable history' if base.kind == 'none' else base.kind + ' history'}; "
-                    f"threshold {threshold:.1f}/s)"
-                ),
-                evidence={
-                    "window": human_duration(v.recent),
-                    "rate_qps": round(float(peak), 3),
-                    "baseline_qps": round(base.median, 3),
-                    "baseline_mad_qps": round(base.mad, 3),
-                    "baseline_p99_qps": round(base.p99, 3),
-                    "baseline_kind": base.kind,
-                    "baseline_seconds": int(base.seconds),
-                    "threshold_qps": round(threshold, 3),
-                    "ratio": round(ratio, 2) if ratio is not None else None,
-                    "queries": round(float(recent[source].fillna(0).sum()), 1),
-                    **({"why_not_alerted": steady_note} if steady_note else {}),
-                },
+            Rate(
+                src,
+                float(peak),
+                base,
+                threshold,
+                float(recent[source].fillna(0).sum()),
+                float(np.median(early)) if len(early) else None,
+                len(early) * step,
             )
         )
     return out

@@ -1,4 +1,4 @@
-"""The flow pipeline: lines -> DnsFlow -> FlowWindow -> flow detectors -> findings.
+"""The flow pipeline: lines -> FlowSource (DnsFlow -> FlowWindow -> Evidence) -> judge -> findings.
 
 A batch read (`dnswatch flows FILE…`) judges every pair each time one of its 5-minute buckets
 closes, when it is evicted and at the end, and keeps the most severe finding per (workload,
@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from watcher.config import Config, domain_rules
-from watcher.detect import detect_high_volume, judge, judge_all
+from watcher.config import Config
+from watcher.detect import judge, judge_evidence
 from watcher.detect.judge import hosts_reason
+from watcher.evidence import Evidence
 from watcher.findings import SEVERITY_RANK, Finding, report, sort_findings
-from watcher.flows.summary import PairSummary
-from watcher.flows.window import FlowWindow, to_channel
-from watcher.sources.flows import LineCounts, parse_stream
-from watcher.window import Window, empty_names
+from watcher.flows.source import FlowSource
+from watcher.flows.window import to_channel
 
 
 @dataclass(frozen=True)
@@ -35,76 +34,32 @@ class Exported:
     alerting: bool  # this node's judge already alerts on it (the rule leaves it alone)
 
 
-@dataclass
 class FlowScan:
-    cfg: Config
-    window: FlowWindow = field(init=False)
-    counts: LineCounts = field(default_factory=LineCounts)
-    best: dict[tuple[str, str], Finding] = field(default_factory=dict)
-    next_volume: float = 0.0
+    """The flow source's evidence judged as it comes, keeping the most severe per channel."""
 
-    def __post_init__(self) -> None:
-        self.window = FlowWindow(self.cfg, domain_rules(self.cfg))
-        self.least = min(
-            self.cfg.burst.info_min_distinct,
-            self.cfg.burst.encoded_min_distinct,
-            self.cfg.flows.min_distinct,
-            self.cfg.names.min_distinct,
-        )
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.source = FlowSource(cfg)
+        self.window = self.source.window
+        self.counts = self.source.counts
+        self.rules = self.window.rules
+        self.best: dict[tuple[str, str], Finding] = {}
 
     def feed(self, lines: Iterable[bytes]) -> list[Finding]:
         """Consume lines; return findings that are new or more severe than before."""
         changed: list[Finding] = []
-        w = self.window
-        for n, flow in enumerate(parse_stream(lines, self.counts)):
-            w.add(flow)
-            if w.closed:
-                changed += self._judge(w.take_closed(self.least))
-            if n % 4096 == 0:
-                w.expire()
-            if w.evicted:
-                changed += self._judge(w.evicted)
-                w.evicted.clear()
-            if flow.time >= self.next_volume:
-                changed += self.judge_volume(flow.time)
+        for ev in self.source.feed(lines):
+            changed += self._keep(self._judge(ev))
         return changed
 
     def judge_volume(self, at: float) -> list[Finding]:
         """Each source's rate against its own past, as the metrics path judges it."""
-        step = self.cfg.windows.step
-        self.next_volume = at - at % step + self.cfg.volume.recent / 2
-        at = at - at % step  # whole buckets only: a half-filled one reads as a drop
-        frame = self.window.volume_frame(at)
-        if frame.empty:
-            return []
-        win = self._volume_window(at, frame)
-        return self._keep(detect_high_volume(win, self.cfg, self.window.rules))
-
-    def _volume_window(self, at: float, frame: Any) -> Window:
-        return Window(
-            at=at,
-            short_seconds=self.cfg.windows.short,
-            long_seconds=self.cfg.windows.long,
-            step_seconds=self.cfg.windows.step,
-            short=empty_names(),
-            long=empty_names(),
-            shaped=empty_names(),
-            volume=frame,
-        )
+        return self._keep(self._judge(self.source.volume_at(at)))
 
     def current(self) -> list[Finding]:
         """What is true now, for incident tracking: findings of the active pairs and of the
         sources' recent volume (a pair that went quiet and expired is absent: it resolves)."""
-        found = self._channels(self.window.candidates(self.least))
-        at = self.window.now
-        if at:
-            step = self.cfg.windows.step
-            frame = self.window.volume_frame(at - at % step)
-            if not frame.empty:
-                found += detect_high_volume(
-                    self._volume_window(at - at % step, frame), self.cfg, self.window.rules
-                )
-        return sort_findings(found)
+        return sort_findings(self._judge(self.source.evidence()))
 
     def exported(self) -> list[Exported]:
         """Channels worth summing across nodes: at least flows.export_min_distinct new names
@@ -131,13 +86,10 @@ class FlowScan:
         return out[: f.export_max_channels]
 
     def judge_now(self) -> list[Finding]:
-        return self._judge(self.window.candidates(self.least))
+        return self._keep(self._judge(self.source.pending()))
 
-    def _channels(self, summaries: list[PairSummary]) -> list[Finding]:
-        return judge_all([to_channel(s, self.cfg) for s in summaries], self.cfg)
-
-    def _judge(self, summaries: list[PairSummary]) -> list[Finding]:
-        return self._keep(self._channels(summaries))
+    def _judge(self, ev: Evidence) -> list[Finding]:
+        return judge_evidence(ev, self.cfg, self.rules)
 
     def _keep(self, found: list[Finding]) -> list[Finding]:
         changed = []
@@ -160,23 +112,7 @@ class FlowScan:
         return changed
 
     def warnings(self) -> list[str]:
-        out = []
-        assert self.counts.skipped is not None
-        lost = self.counts.skipped["lost_events"]
-        if lost:
-            out.append(
-                f"{lost} lost-event record(s): Hubble dropped flows before the exporter wrote "
-                "them (raise the agent's event buffer or filter the exporter to DNS)"
-            )
-        bad = self.counts.skipped["malformed"]
-        if bad:
-            out.append(f"{bad} malformed or truncated line(s) skipped")
-        nt = self.counts.skipped["no_time"]
-        if nt:
-            out.append(f"{nt} DNS flow(s) without a time: keep `time` in the exporter's field mask")
-        if self.counts.lines and not self.counts.dns_flows:
-            out.append("no DNS flows in the input: is the exporter filtered to DNS (l7 dns)?")
-        return out
+        return self.source.warnings()
 
     def result(self) -> dict[str, Any]:
         self.judge_now()

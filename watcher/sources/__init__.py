@@ -1,7 +1,8 @@
-"""Sources: where DNS activity comes from, turned into what the judge reads.
+"""Sources: where DNS activity comes from, turned into the evidence the judge reads.
 
-Metrics sources (Prometheus, a metrics file) implement `Source`: a Window of per-pod name
-tables at a time, grouped into channel records by watcher.channel. Flow lines fill the same
-channel records themselves (watcher.flows), as they arrive. Sources never import detectors.
-watcher.sources.base holds the protocol and opens the chosen source.
+Every source implements `base.Source`: `evidence(at)` gives one record per channel and each
+source's volume (watcher.evidence). Metrics sources (`prometheus`, `metrics_file`) read a Window
+of per-pod name tables and group it (`base.WindowSource`); flow lines are parsed here (`flows`)
+and gathered per channel by watcher.flows.source.FlowSource. `opener` opens the chosen metrics
+source. Sources never import detectors (tests/test_layout.py).
 """

@@ -1,19 +1,23 @@
-"""The Source protocol of the metrics sources, and opening the one the user chose."""
+"""The Source protocol every source implements.
+
+Every source gives the judge the same input, `Evidence` (watcher.evidence): one record per
+channel and each source's volume. Metrics sources (Prometheus, a metrics file) read a `Window`
+of per-pod name tables at a time and group it (`WindowSource`); flow lines fill the records
+as lines arrive (watcher.flows.source.FlowSource).
+"""
 
 from __future__ import annotations
 
-import time
 from typing import Protocol
 
 from watcher.config import Config
-from watcher.errors import ConfigError
-from watcher.progress import QUIET, Progress
+from watcher.evidence import Evidence, of_window
 from watcher.window import Window
 
 
 class Source(Protocol):
-    def window(self, at: float) -> Window:
-        """Activity around `at` (Unix seconds)."""
+    def evidence(self, at: float) -> Evidence:
+        """What the source saw as of `at` (Unix seconds), for the judge."""
         ...
 
     def latest(self) -> float | None:
@@ -21,29 +25,17 @@ class Source(Protocol):
         ...
 
 
-def open_source(cfg: Config, metrics_file: str | None, progress: Progress = QUIET) -> Source:
-    """The metrics file when given, else the configured Prometheus."""
-    from watcher.sources.metrics_file import MetricsFileSource
-    from watcher.sources.prometheus import PrometheusSource
+class WindowSource:
+    """A metrics source: per-pod name tables around a time, grouped into channels."""
 
-    if metrics_file:
-        progress.step(f"reading {metrics_file}")
-        return MetricsFileSource(metrics_file, cfg)
-    if not cfg.prometheus.url:
-        raise ConfigError(
-            "no data source: give --prometheus-url URL (or set "
-            "DNSWATCH_PROMETHEUS_URL) or --metrics-file PATH"
-        )
-    source = PrometheusSource(cfg.prometheus.url, cfg)
-    source.progress = progress
-    return source
+    cfg: Config
 
+    def window(self, at: float) -> Window:
+        """Activity around `at`."""
+        raise NotImplementedError
 
-def read_window(source: Source, at: float | None, progress: Progress = QUIET) -> Window:
-    """The window at `at`, or at the source's default time."""
-    when = at if at is not None else (source.latest() or time.time())
-    progress.step("building the window")
-    try:
-        return source.window(when)
-    finally:
-        progress.finish()
+    def latest(self) -> float | None:
+        raise NotImplementedError
+
+    def evidence(self, at: float) -> Evidence:
+        return of_window(self.window(at), self.cfg)

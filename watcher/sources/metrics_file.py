@@ -27,11 +27,12 @@ from watcher.config import (
 )
 from watcher.domains import normalize
 from watcher.errors import MissingDataError, SourceError
-from watcher.sources.prometheus import HELM_HINT
+from watcher.sources.base import WindowSource
+from watcher.sources.prometheus.checks import HELM_HINT
 from watcher.window import (
     RESPONSES,
     Window,
-    answer_bit,
+    answer_of,
     apply_prefilter,
     empty_names,
     reask_bit,
@@ -171,7 +172,7 @@ def _series_labels(block: str, metric: str) -> dict[str, str] | None:
     return None  # another metric sharing the prefix
 
 
-class MetricsFileSource:
+class MetricsFileSource(WindowSource):
     """Two streamed passes: the first finds the scan time and the labels, the second adds each
     series' activity into the windows and per-source volume buckets. Memory follows the series
     and sources, not the samples: a multi-GB history scans in a few hundred MB."""
@@ -338,9 +339,8 @@ class MetricsFileSource:
             last[block] = value
             if t > at or t <= since or (prev is not None and value <= prev):
                 continue  # outside the window, or no new answer in this sample
-            pair = (source_name(labels, clients), normalize(labels.get(lab.query, "")))
+            pair, bit = answer_of(labels, clients, lab.query)
             if pair in pairs:
-                bit = answer_bit(labels.get("rcode", ""), labels.get("ips_returned", ""))
                 out[pair] = out.get(pair, 0) | bit
         return out
 

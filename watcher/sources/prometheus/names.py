@@ -1,0 +1,277 @@
+"""Names fetched where the judge could alert: distinct names counted per (workload, zone) in
+PromQL, names fetched for the candidate pairs only (grouped by zone), names shaped like
+payloads looked up by value, and for a sample of each busy pair's names when they were asked
+again and what they were answered."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pandas as pd
+
+from watcher.domains import DomainRules, normalize
+from watcher.errors import RefusedError, SourceError
+from watcher.sources import promql
+from watcher.sources.prometheus.client import short
+from watcher.sources.prometheus.scope import Scope
+from watcher.text import promql_string, regex_escape
+from watcher.window import (
+    RESPONSES,
+    answer_of,
+    empty_names,
+    reask_bit,
+    response_labels,
+    shape_prefilter,
+)
+
+Selector = Callable[..., Callable[[list[str]], str]]  # matchers -> (split part -> selector)
+
+BATCH = 100  # zones per grouped fetch: a regex of thousands of alternatives is slow
+# Exact names per query, by escaped characters: activity() repeats the selector four times
+# and VictoriaMetrics refuses queries over 16 KB (-search.maxQueryLen) by default.
+VALUES_CHARS = 3000
+VALUES_QUERIES = 20  # beyond this many, one regex query costs less
+ANSWER_NAMES = 48  # names per (workload, zone) whose answers are looked up: a fair sample
+REASK_NAMES = 32  # repeated names looked up per (workload, zone): enough to see a spread
+
+
+def span_names(
+    scope: Scope,
+    name: str,
+    seconds: float,
+    at: float,
+    sel: Selector,
+    rules: DomainRules,
+    min_distinct: int,
+    now: bool = False,
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Names of the (workload, zone) pairs with enough distinct names in one window: counted
+    in PromQL, then fetched for the candidates only. Also: how many clients resolve each zone
+    in the window (its prevalence)."""
+    lab = scope.cfg.labels
+    base = sel()
+    counts = scope.ask(
+        lambda extra: promql.zone_counts(base(extra), seconds, lab.source, lab.query, now),
+        at,
+        f"distinct names per source and zone ({name} window)",
+    )
+    clients: dict[str, int] = {}
+    by_zone: dict[str, set[str]] = {}  # zone -> workloads worth fetching names of
+    for r in counts:
+        zone = r["metric"].get("dnswatch_zone", "")
+        clients[zone] = clients.get(zone, 0) + 1
+        if zone and float(r["value"][1]) >= min_distinct and not rules.is_allowlisted(zone):
+            by_zone.setdefault(zone, set()).add(scope.workload_of_row(r["metric"]))
+    del counts  # every (workload, zone) pair of the cluster: ~80k rows at 1M series
+    parts = [empty_names()]
+    batches = zone_batches(by_zone)
+    for n, batch in enumerate(batches, 1):
+        scope.progress.step(f"fetching names of candidate zones ({name} window)", n, len(batches))
+        workloads = set().union(*(by_zone[zone] for zone in batch))
+        zsel = sel(promql.under_zones(lab.query, batch), *scope.workload_selector(workloads))
+        frame = scope.names_frame(
+            scope.ask(
+                lambda extra, zs=zsel: promql.names(  # type: ignore[misc]
+                    zs(extra), seconds, lab.source, lab.query, now
+                ),
+                at,
+                f"names under {len(batch)} candidate zones ({name} window)",
+            )
+        )
+        # The grouped fetch over-fetches (every workload x every zone): keep the pairs.
+        wanted = frame["name"].map(promql.zone_of)
+        keep = [
+            zone in by_zone and scope.workload_key(src) in by_zone[zone]
+            for src, zone in zip(frame["source"], wanted, strict=True)
+        ]
+        parts.append(frame[keep])
+    return pd.concat(parts, ignore_index=True), clients
+
+
+def zone_batches(by_zone: dict[str, set[str]]) -> list[list[str]]:
+    """Candidate zones cut into grouped fetches of at most BATCH zones and about
+    VALUES_CHARS characters of zones and workloads in the selector (names() repeats it four
+    times; VictoriaMetrics refuses queries over 16 KB by default)."""
+
+    def chars(zone: str, workloads: set[str]) -> int:
+        return len(regex_escape(zone)) + 1 + sum(len(regex_escape(w)) + 2 for w in workloads)
+
+    out: list[list[str]] = []
+    size, seen = 0, set[str]()
+    for zone in sorted(by_zone):
+        cost = chars(zone, by_zone[zone] - seen)
+        if out and len(out[-1]) < BATCH and size + cost <= VALUES_CHARS:
+            out[-1].append(zone)
+            size, seen = size + cost, seen | by_zone[zone]
+        else:
+            out.append([zone])
+            size, seen = chars(zone, by_zone[zone]), set(by_zone[zone])
+    return out
+
+
+def shaped(scope: Scope, at: float, sel: Selector) -> pd.DataFrame:
+    """Long-window names passing the shape prefilter. The names are looked up once (label
+    values: one regex pass over the index), then fetched by exact value, which Prometheus
+    resolves from its index without a regex: the prefilter's regex is not re-run for each
+    of activity()'s four selectors, nor are the base matchers' (the lookup applied them).
+    Servers without label-values matching, or many odd names, get the one regex query."""
+    cfg, lab = scope.cfg, scope.cfg.labels
+    pattern = shape_prefilter(cfg.names.prefilter_label_length, cfg.names.prefilter_name_length)
+    what = "long and odd names for shape scoring"
+    by_shape = sel(f"{lab.query}=~{promql_string(pattern)}")
+    try:
+        found = scope.client.label_values(lab.query, by_shape([]), at - cfg.windows.long, at)
+    except SourceError:
+        found = None  # RefusedError included: the regex query below splits itself
+    rx = re.compile(pattern)
+    values = sorted({v for v in found or () if isinstance(v, str) and rx.fullmatch(v)})
+    batches = value_batches(values)
+    if found is None or len(batches) > VALUES_QUERIES:
+        return scope.names_frame(
+            scope.ask(
+                lambda extra: promql.names(
+                    by_shape(extra), cfg.windows.long, lab.source, lab.query
+                ),
+                at,
+                what,
+            )
+        )
+    frames = [empty_names()]
+    for batch in batches:
+        exact = f"{lab.query}=~{promql_string('|'.join(batch))}"
+        frames.append(
+            scope.names_frame(
+                scope.ask(
+                    lambda extra, e=exact: promql.names(  # type: ignore[misc]
+                        promql.selector(lab.metric, [e, *extra]),
+                        cfg.windows.long,
+                        lab.source,
+                        lab.query,
+                    ),
+                    at,
+                    what,
+                )
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def reasks(scope: Scope, at: float, tables: list[pd.DataFrame]) -> dict[tuple[str, str], int]:
+    """For names asked more than once in the long window (the only ones repetition can
+    quiet), the steps in which each was asked again: increase() per step, which never sees
+    a series' first ask. The most queried REASK_NAMES per (workload, zone), fetched by
+    exact value."""
+    cfg, lab = scope.cfg, scope.cfg.labels
+    frames = [t for t in tables if not t.empty]
+    if not frames:
+        return {}
+    rows = pd.concat(frames).drop_duplicates(["source", "name"])
+    rows = rows[rows["queries"] >= 2]
+    if rows.empty:
+        return {}
+    top = (
+        _keyed(scope, rows)
+        .sort_values("queries", ascending=False)
+        .groupby("key", sort=False)
+        .head(REASK_NAMES)
+    )
+    step = cfg.judge.repeat_step
+    start = at - cfg.windows.long + step
+    out: dict[tuple[str, str], int] = {}
+    for batch in value_batches(sorted(set(top["name"]))):
+        exact = f"{lab.query}=~{promql_string(_exact_names(batch))}"
+        res = scope.ask(
+            lambda extra, e=exact: promql.reasks(  # type: ignore[misc]
+                promql.selector(lab.metric, [e, *extra]), step, lab.source, lab.query
+            ),
+            at,
+            "re-asks of repeated names",
+            (start, step),
+        )
+        for r in res:
+            pair = (scope.source_of(r["metric"]), normalize(r["metric"].get(lab.query, "")))
+            mask = out.get(pair, 0)
+            for t, v in r.get("values", ()):
+                if float(v) > 0:
+                    mask |= reask_bit(at, float(t), step)
+            out[pair] = mask
+    return out
+
+
+def answers(scope: Scope, at: float, long: pd.DataFrame) -> dict[tuple[str, str], int]:
+    """ANSWER_* bits per (client, name) for a sample of each busy pair's long-window names,
+    from the answers `hubble_dns_responses_total` counted in the window (its client is
+    `destination`). Evidence only: a server without that metric, or refusing the query,
+    leaves the answers unknown (a warning for the latter)."""
+    cfg, lab = scope.cfg, scope.cfg.labels
+    if long.empty or not has_responses(scope, at):
+        return {}
+    rows = _keyed(scope, long)
+    rows = rows[rows.groupby("key")["name"].transform("size") >= cfg.burst.info_min_distinct]
+    if rows.empty:
+        return {}
+    sample = rows.sort_values("name").groupby("key", sort=False).head(ANSWER_NAMES)
+    clients = response_labels(lab.source)
+    wanted = set(zip(sample["source"], sample["name"], strict=True))
+    out: dict[tuple[str, str], int] = {}
+    for batch in value_batches(sorted(set(sample["name"]))):
+        sel = promql.selector(RESPONSES, [f"{lab.query}=~{promql_string(_exact_names(batch))}"])
+        labels = promql.by([*promql.with_host(clients), lab.query, "rcode", "ips_returned"])
+        expr = f"count by ({labels}) ({promql.activity(sel, cfg.windows.long)})"
+        try:
+            res = scope.splitter.run(expr, at, None)
+        except RefusedError as exc:
+            scope.warnings.append(f"answers to candidate names: not read ({short(exc)})")
+            return out
+        for r in res:
+            pair, bit = answer_of(r["metric"], clients, lab.query)
+            if pair in wanted:
+                out[pair] = out.get(pair, 0) | bit
+    return out
+
+
+def has_responses(scope: Scope, at: float) -> bool:
+    """Whether the responses metric has series in the long window (an index lookup, no
+    samples read): without it, no answers query is sent at all."""
+    try:
+        return bool(scope.client.label_names(RESPONSES, at - scope.cfg.windows.long, at))
+    except SourceError:
+        return False
+
+
+def reaches_back(scope: Scope, at: float, seconds: float) -> bool:
+    """Whether the metric has series older than `seconds` before `at` (label names of the
+    series in [at - day, at - seconds]: an index lookup, no samples read). Unsure: yes."""
+    if not seconds:
+        return False
+    lab = scope.cfg.labels
+    try:
+        found = scope.client.label_names(lab.metric, at - scope.cfg.windows.day, at - seconds)
+    except SourceError:
+        return True
+    return lab.query in found
+
+
+def value_batches(values: list[str]) -> list[list[str]]:
+    """Names escaped for a regex, cut into runs of at most VALUES_CHARS characters joined (at
+    least one each)."""
+    out: list[list[str]] = []
+    size = VALUES_CHARS
+    for item in (regex_escape(v) for v in values):
+        if size + len(item) + 1 > VALUES_CHARS:
+            out.append([])
+            size = 0
+        out[-1].append(item)
+        size += len(item) + 1
+    return out
+
+
+def _exact_names(batch: list[str]) -> str:
+    return "(?s)(?:" + "|".join(batch) + r")\.?"  # stored with the trailing dot
+
+
+def _keyed(scope: Scope, rows: pd.DataFrame) -> pd.DataFrame:
+    """rows with key = workload NUL zone: the pair a name belongs to."""
+    workload = rows["source"].map(scope.workload_key)
+    return rows.assign(key=workload + "\0" + rows["name"].map(promql.zone_of))
