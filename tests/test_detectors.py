@@ -217,6 +217,8 @@ def test_a_flood_against_its_own_history_is_critical() -> None:
     [f] = high_volume(w, CFG, RULES)
     assert f.severity == "critical" and f.domain is None and f.evidence["baseline_kind"] == "own"
     assert f.evidence["rate_qps"] == pytest.approx(30, rel=0.01)
+    # The queries of the recent span (30 min: six 5-minute steps), not a sum of rates.
+    assert f.evidence["queries"] == pytest.approx(4 * 30 * 300 + 2 * 0.5 * 300, rel=0.1)
 
 
 def test_a_busy_steady_source_is_quiet() -> None:

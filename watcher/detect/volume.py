@@ -141,7 +141,7 @@ def rates(volume: Volume, cfg: Config, rules: DomainRules) -> list[Rate]:
                 float(peak),
                 base,
                 threshold,
-                float(recent[source].fillna(0).sum()),
+                float(recent[source].fillna(0).sum()) * step,  # rates back to queries
                 float(np.median(early)) if len(early) else None,
                 len(early) * step,
             )
