@@ -209,3 +209,57 @@ def test_a_leak_through_getaddrinfo_a_and_aaaa_per_name_is_still_one_off_names()
     hit = [f for f in found if f.domain == "curl-leak.example"]
     assert hit and hit[0].is_alert, hit
     assert hit[0].evidence["unique_ratio"] == 1.0
+
+
+def _slow_day(hours: float, leak: bool = True) -> list[str]:
+    """Six short numeric names an hour to a zone no one else resolves, answered NXDOMAIN (too
+    short for flows' behaviour rule, too few for the long window), beside a pod that resolves
+    140 hosts of a shop's CDN, each again and again through the day, with addresses."""
+    import numpy as np
+
+    rng = np.random.default_rng(4)
+    enc = simulate.ENCODERS["numeric"]
+    lines: list[str] = []
+    n = int(hours * 6)
+    for i in range(n if leak else 0):
+        at = T0 + i * 600.0 + float(rng.uniform(0, 300))
+        lines += exchange(at, "ops/agent-5f7d8c9b6-abcde", f"{enc(rng, i)}.capy.example", rcode=3)
+    for i in range(n * 4):
+        host = f"img-{(i * 53) % 140:03d}.shop-cdn.example"
+        ip = f"198.51.100.{(i * 53) % 140 + 1}"
+        lines += exchange(T0 + i * 150.0 + 7, "shop/thumbs-6c9f7d5b8-fghij", host, ips=[ip])
+    return sorted(lines, key=_time)
+
+
+def test_a_slow_leak_the_long_window_cannot_see_alerts_over_the_day() -> None:
+    """The day window from flow lines, as from metrics: 144 one-off names in 24 h to a zone
+    only this client resolves is a private channel's day burst (120); over 11 h of lines (less
+    than the 12 h the day window needs to add anything) it is only info."""
+    found = scan(_slow_day(24))
+    [f] = [f for f in found if f.domain == "capy.example"]
+    assert f.is_alert and f.kind == "subdomain_burst", f
+    assert f.evidence["window"] == "1d" and f.evidence["distinct_names"] >= 140
+    assert "only this client" in f.evidence["private_channel"]
+    assert alerts(found) == {("ops/agent-5f7d8c9b6-abcde", "capy.example")}
+    short = [f for f in scan(_slow_day(11)) if f.domain == "capy.example"]
+    assert short and not any(f.is_alert for f in short)
+    # The CDN's hosts, as many over the day: asked again all day, answered with addresses.
+    assert not alerts(scan(_slow_day(24, leak=False)))
+
+
+def test_a_ten_minute_burst_is_seen_whole_whatever_its_alignment_with_the_buckets() -> None:
+    """45 one-off short names in 10 minutes, starting half-way into a 5-minute bucket: no two
+    buckets hold 40 of them, but the short window (10 min, as a metrics scan's) does."""
+    import numpy as np
+
+    rng = np.random.default_rng(6)
+    enc = simulate.ENCODERS["numeric"]
+    start = T0 - T0 % 300 + 150
+    lines: list[str] = []
+    for i in range(45):
+        name = f"{enc(rng, i)}.burst.example"
+        lines += exchange(start + i * 599 / 44, "ops/agent-5f7d8c9b6-abcde", name, rcode=3)
+    found = scan(sorted(lines, key=_time))
+    [f] = [f for f in found if f.domain == "burst.example"]
+    assert f.is_alert and f.evidence["window"] == "10m", f
+    assert f.evidence["distinct_names"] == 45

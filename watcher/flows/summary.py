@@ -53,6 +53,13 @@ class PairSummary:
     odd: bool = False
     reask_slots: int = 0  # steps of the long window in which a name was asked again
     pod_names: tuple[str, ...] = ()  # most active first
+    # The day window (0: off, the data does not reach back far enough): the long window's
+    # figures plus the older hours' (PairState.day).
+    day_seconds: float = 0.0
+    day_requests: int = 0
+    day_new: int = 0
+    day_encoded: int = 0
+    day_bytes: float = 0.0
 
     @property
     def real_address_share(self) -> float:

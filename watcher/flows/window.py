@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from watcher.channel import Answers, Channel, NameSet, Span, Timing, odd_name
-from watcher.config import Config
+from watcher.config import Config, day_history_needed
 from watcher.domains import DomainRules, registered_domain_uncached, subdomain_part
 from watcher.flows.model import QUERY_FEATURES, pair_vector, query_features, shipped
 from watcher.flows.summary import PairSummary
@@ -70,6 +70,13 @@ STATS = SAMPLE_SCORES + SAMPLES_KEPT
 B_START, B_REQUESTS, B_NEW, B_ENCODED, B_ADDRESS, B_PAYLOAD, B_BYTES = range(7)
 B_SIZE = 7
 
+# The day window (windows.day) past the long one: buckets leaving the long window that held new
+# names are folded into hourly slots of (start, requests, new, encoded, bytes), oldest first.
+# Only pairs that keep meeting new names hold any (a host set's pairs hold none).
+D_START, D_REQUESTS, D_NEW, D_ENCODED, D_BYTES = range(5)
+D_SIZE = 5
+DAY_SLOT = 3600.0
+
 
 def stats(first: float) -> array[float]:
     a = array("d", [0.0]) * STATS  # exact size (from bytes it is over-allocated)
@@ -110,6 +117,7 @@ class PairState:
     # requests, new names, encoded-looking and address-named new names, payload characters and
     # estimated bytes per windows.step, over the long window (B_*)
     buckets: array[float] = field(default_factory=lambda: array("d"))
+    day: array[float] | None = None  # hourly slots past the long window (D_*), when any
     requests: int = 0
     dropped: int = 0
     data_qtypes: int = 0
@@ -155,15 +163,53 @@ class PairState:
         """Start of the newest bucket, None before the first request."""
         return self.buckets[-B_SIZE + B_START] if self.buckets else None
 
-    def bucket(self, t: float, step: float, keep: int) -> int:
-        """Offset of the bucket holding t (a new one when t is past the newest)."""
+    def bucket(self, t: float, step: float, keep: int, day: float = 0.0) -> int:
+        """Offset of the bucket holding t (a new one when t is past the newest). Buckets that
+        leave the long window are folded into the day's hourly slots (`day` seconds; 0: off)."""
         start = t - t % step
         b = self.buckets
         if not b or b[-B_SIZE + B_START] < start:
             b.extend((start, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0))
             if len(b) > keep * B_SIZE:
-                del b[: len(b) - keep * B_SIZE]
+                gone = len(b) - keep * B_SIZE
+                if day:
+                    self._fold(b, gone, start - day)
+                del b[:gone]
         return len(b) - B_SIZE
+
+    def _fold(self, b: array[float], end: int, since: float) -> None:
+        d = self.day
+        if d is not None:
+            drop = 0
+            while drop < len(d) and d[drop + D_START] < since:
+                drop += D_SIZE
+            if drop:
+                del d[:drop]
+        for o in range(0, end, B_SIZE):
+            if not b[o + B_NEW]:
+                continue  # no new name: nothing the day's distinct count needs
+            slot = b[o + B_START] - b[o + B_START] % DAY_SLOT
+            if d is None:
+                d = self.day = array("d")
+            if not d or d[-D_SIZE + D_START] != slot:
+                d.extend((slot, 0.0, 0.0, 0.0, 0.0))
+            d[-D_SIZE + D_REQUESTS] += b[o + B_REQUESTS]
+            d[-D_SIZE + D_NEW] += b[o + B_NEW]
+            d[-D_SIZE + D_ENCODED] += b[o + B_ENCODED]
+            d[-D_SIZE + D_BYTES] += b[o + B_BYTES]
+
+    def day_totals(self, since: float) -> tuple[float, float, float, float]:
+        """(requests, new, encoded, bytes) of the day slots starting at or after `since`."""
+        d = self.day
+        if not d:
+            return (0.0, 0.0, 0.0, 0.0)
+        offsets = [o for o in range(0, len(d), D_SIZE) if d[o + D_START] >= since]
+        return (
+            sum(d[o + D_REQUESTS] for o in offsets),
+            sum(d[o + D_NEW] for o in offsets),
+            sum(d[o + D_ENCODED] for o in offsets),
+            sum(d[o + D_BYTES] for o in offsets),
+        )
 
     def spans(self, since: float) -> list[int]:
         """Offsets of the buckets starting at or after `since`."""
@@ -180,7 +226,11 @@ class FlowWindow:
         self.pairs: OrderedDict[tuple[str, str], PairState] = OrderedDict()
         self.prevalence: dict[str, set[str]] = {}
         self.now = 0.0
+        self.start = 0.0  # the first flow's time: how far back this window's data reaches
         self.step = cfg.windows.step
+        # The day window, where the long one is shorter: folded slots (see D_START).
+        self.day = cfg.windows.day if cfg.windows.day > cfg.windows.long else 0.0
+        self.day_needed = day_history_needed(cfg)
         self.repeat_step = cfg.judge.repeat_step
         self.keep = max(1, math.ceil(cfg.windows.long / self.step))
         self.short_buckets = max(1, math.ceil(cfg.windows.short / self.step))
@@ -193,6 +243,8 @@ class FlowWindow:
     def add(self, f: DnsFlow) -> None:
         if f.time > self.now:
             self.now = f.time
+            if not self.start:
+                self.start = f.time
         if not f.is_response:
             # Volume counts every request of a source, cluster names included (as the metric).
             per = self.volume.get(f.source)
@@ -279,7 +331,7 @@ class FlowWindow:
         a[LAST_REQUEST] = f.time
         st.last_name = name
         before = st.last_start()
-        o = st.bucket(f.time, self.step, self.keep)
+        o = st.bucket(f.time, self.step, self.keep, self.day)
         bk = st.buckets
         if before is not None and bk[o + B_START] != before:
             self.closed.append((st.workload, st.domain))
@@ -352,7 +404,9 @@ class FlowWindow:
             self._evict(key)
 
     def summary(self, st: PairState, at: float) -> PairSummary:
-        short_from = at - self.short_buckets * self.step
+        # Every bucket that overlaps the short window [at - short, at]: a burst is seen whole
+        # whatever its alignment with the buckets (as a metrics scan's window sees it).
+        short_from = at - self.short_buckets * self.step - self.step + 1e-6
         long_from = at - self.keep * self.step
         bk = st.buckets
         short_b = st.spans(short_from)
@@ -363,6 +417,20 @@ class FlowWindow:
 
         responses = max(st.responses, 1)
         a = st.stats
+        # The day window once the data reaches back far enough for it to add anything (as a
+        # metrics scan's: burst.day_history_needed); -1: off.
+        day = (-1.0, 0.0, 0.0, 0.0)
+        if self.day and at - self.start >= self.day_needed:
+            # The ring holds the pair's last buckets with requests, which may reach past the
+            # long window (a sparse pair's); older ones were folded into hourly slots.
+            day_b = st.spans(at - self.day)
+            folded = st.day_totals(at - self.day)
+            day = (
+                folded[0] + total(day_b, B_REQUESTS),
+                folded[1] + total(day_b, B_NEW),
+                folded[2] + total(day_b, B_ENCODED),
+                folded[3] + total(day_b, B_BYTES),
+            )
         gap_mean = a[GAPS + 1]
         gap_cv = welford_std(a, GAPS) / gap_mean if gap_mean > 0 else 0.0
         pods = st.pod_counts()
@@ -413,6 +481,11 @@ class FlowWindow:
             odd=st.odd,
             reask_slots=sum(1 for t in st.reasks or () if t >= long_from),
             pod_names=tuple(p for p, _ in top),
+            day_seconds=self.day if day[0] >= 0 else 0.0,
+            day_requests=int(day[0]) if day[0] >= 0 else 0,
+            day_new=int(day[1]) if day[0] >= 0 else 0,
+            day_encoded=int(day[2]) if day[0] >= 0 else 0,
+            day_bytes=day[3] if day[0] >= 0 else 0.0,
         )
 
     def candidates(self, least: int) -> list[PairSummary]:
@@ -516,7 +589,9 @@ def to_channel(s: PairSummary, cfg: Config) -> Channel:
         if s.short_new
         else None,
         long=Span(cfg.windows.long, long),
-        day=None,
+        day=Span(s.day_seconds, names(s.day_new, s.day_requests, s.day_encoded, s.day_bytes))
+        if s.day_seconds and s.day_new > s.long_new
+        else None,
         encoded=replace(long, distinct=s.encoded_new, encoded=s.encoded_new)
         if s.encoded_new
         else None,
