@@ -54,3 +54,16 @@ def test_the_day_window_is_off_with_0_and_must_outlast_the_long_one(tmp_path: Pa
     f.write_text("windows:\n  day: 3h\n")
     with pytest.raises(ConfigError, match="day must be longer than long"):
         load_config(f, environ={})
+
+
+def test_windows_read_as_people_write_them() -> None:
+    from watcher.duration import human_duration
+
+    assert [human_duration(s) for s in (21600, 600, 90, 86400, 86340, 5400)] == [
+        "6h",
+        "10m",
+        "90s",
+        "1d",
+        "23h59m",  # a day window over a file a minute short of a day: not "1439m"
+        "1h30m",
+    ]

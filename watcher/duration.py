@@ -30,9 +30,12 @@ def promql_duration(seconds: float) -> str:
 
 
 def human_duration(seconds: float) -> str:
-    """`21600` -> `6h`, `600` -> `10m`, `90` -> `90s`: how windows read in findings."""
+    """`21600` -> `6h`, `600` -> `10m`, `90` -> `90s`, `86340` -> `23h59m` (a day window
+    over a history a minute short of it), `5400` -> `1h30m`: how windows read in findings."""
     s = round(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+    for unit, size in (("d", 86400), ("h", 3600)):
         if s >= size and s % size == 0:
             return f"{s // size}{unit}"
+    if s % 60 == 0 and s >= 60:
+        return f"{s // 3600}h{s % 3600 // 60}m" if s > 3600 else f"{s // 60}m"
     return f"{s}s"
