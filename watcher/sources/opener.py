@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from watcher.config import Config
 from watcher.errors import ConfigError
@@ -12,6 +14,8 @@ from watcher.sources.base import Source, WindowSource
 from watcher.sources.metrics_file import MetricsFileSource
 from watcher.sources.prometheus import PrometheusSource
 from watcher.window import Window
+
+T = TypeVar("T")
 
 
 def open_source(cfg: Config, metrics_file: str | None, progress: Progress = QUIET) -> WindowSource:
@@ -36,20 +40,18 @@ def scan_time(source: Source, at: float | None) -> float:
 
 def read_window(source: WindowSource, at: float | None, progress: Progress = QUIET) -> Window:
     """The window at `at`, or at the source's default time."""
-    when = scan_time(source, at)
-    progress.step("building the window")
-    try:
-        return source.window(when)
-    finally:
-        progress.finish()
+    return _read(source.window, scan_time(source, at), progress)
 
 
 def read_evidence(source: Source, at: float | None, progress: Progress = QUIET) -> Evidence:
     """The evidence at `at`, or at the source's default time."""
-    when = scan_time(source, at)
+    return _read(source.evidence, scan_time(source, at), progress)
+
+
+def _read(read: Callable[[float], T], when: float, progress: Progress) -> T:
     progress.step("building the window")
     try:
-        return source.evidence(when)
+        return read(when)
     finally:
         progress.finish()
 

@@ -51,7 +51,7 @@ def span_names(
     in the window (its prevalence)."""
     lab = scope.cfg.labels
     base = sel()
-    counts = scope.ask(
+    counts = scope.splitter.ask(
         lambda extra: promql.zone_counts(base(extra), seconds, lab.source, lab.query, now),
         at,
         f"distinct names per source and zone ({name} window)",
@@ -71,7 +71,7 @@ def span_names(
         workloads = set().union(*(by_zone[zone] for zone in batch))
         zsel = sel(promql.under_zones(lab.query, batch), *scope.workload_selector(workloads))
         frame = scope.names_frame(
-            scope.ask(
+            scope.splitter.ask(
                 lambda extra, zs=zsel: promql.names(  # type: ignore[misc]
                     zs(extra), seconds, lab.source, lab.query, now
                 ),
@@ -129,7 +129,7 @@ def shaped(scope: Scope, at: float, sel: Selector) -> pd.DataFrame:
     batches = value_batches(values)
     if found is None or len(batches) > VALUES_QUERIES:
         return scope.names_frame(
-            scope.ask(
+            scope.splitter.ask(
                 lambda extra: promql.names(
                     by_shape(extra), cfg.windows.long, lab.source, lab.query
                 ),
@@ -142,7 +142,7 @@ def shaped(scope: Scope, at: float, sel: Selector) -> pd.DataFrame:
         exact = f"{lab.query}=~{promql_string('|'.join(batch))}"
         frames.append(
             scope.names_frame(
-                scope.ask(
+                scope.splitter.ask(
                     lambda extra, e=exact: promql.names(  # type: ignore[misc]
                         promql.selector(lab.metric, [e, *extra]),
                         cfg.windows.long,
@@ -181,7 +181,7 @@ def reasks(scope: Scope, at: float, tables: list[pd.DataFrame]) -> dict[tuple[st
     out: dict[tuple[str, str], int] = {}
     for batch in value_batches(sorted(set(top["name"]))):
         exact = f"{lab.query}=~{promql_string(_exact_names(batch))}"
-        res = scope.ask(
+        res = scope.splitter.ask(
             lambda extra, e=exact: promql.reasks(  # type: ignore[misc]
                 promql.selector(lab.metric, [e, *extra]), step, lab.source, lab.query
             ),

@@ -4,7 +4,7 @@ source, its workload, and the selectors that fetch a workload's pods back)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,16 +30,6 @@ class Scope:
 
     def __post_init__(self) -> None:
         self.splitter = Splitter(self.client, self.cfg.labels, self.warnings)
-
-    def ask(
-        self,
-        build: Callable[[list[str]], str],
-        at: float,
-        what: str,
-        span: tuple[float, float] | None = None,
-    ) -> list[dict[str, Any]]:
-        """build([]) asked; split by part of the cluster if refused (splitting.Splitter)."""
-        return self.splitter.ask(build, at, what, span)
 
     def source_of(self, metric: dict[str, str]) -> str:
         labels = self.cfg.labels.source

@@ -25,7 +25,7 @@ def fetch(scope: Scope, at: float) -> tuple[pd.DataFrame, bool]:
     cfg, lab, v = scope.cfg, scope.cfg.labels, scope.cfg.volume
     step = cfg.windows.step
     # Volume counts all of a source's DNS, cluster domain included.
-    recent = scope.ask(
+    recent = scope.splitter.ask(
         lambda extra: promql.volume(promql.selector(lab.metric, extra), step, lab.source),
         at,
         "recent query volume",
@@ -40,7 +40,7 @@ def fetch(scope: Scope, at: float) -> tuple[pd.DataFrame, bool]:
     medians: dict[str, float] = {}
     past = cfg.windows.baseline - v.recent
     if past >= SCREEN_STEP:
-        rows = scope.ask(
+        rows = scope.splitter.ask(
             lambda extra: promql.volume_median(
                 promql.selector(lab.metric, extra), SCREEN_STEP, past, v.recent, lab.source
             ),
@@ -60,7 +60,7 @@ def fetch(scope: Scope, at: float) -> tuple[pd.DataFrame, bool]:
     full: dict[str, pd.Series] = {}
     for i in range(0, len(candidates), BATCH):
         wanted = scope.workload_matchers(set(candidates[i : i + BATCH]))
-        rows = scope.ask(
+        rows = scope.splitter.ask(
             lambda extra, w=wanted: promql.volume(  # type: ignore[misc]
                 promql.selector(lab.metric, [*w, *extra]), step, lab.source
             ),
