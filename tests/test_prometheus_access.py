@@ -53,6 +53,16 @@ def test_labels_context_works_with_the_default_config(
     assert f["source"] == small_cluster()[1] and f["domain"] == "lc.example"
 
 
+def test_labels_context_from_a_metrics_file_works_with_the_default_config(tmp_path: Path) -> None:
+    """The file source settles on labelsContext for its read (the config is not changed)."""
+    path = tmp_path / "lc.om"
+    with path.open("w", encoding="utf-8") as out:
+        write_openmetrics(small_cluster()[0], out, context="labels")
+    report = scan_json("--metrics-file", str(path), "--at", str(START + 85 * 60))
+    [f] = alerts(report)
+    assert f["source"] == small_cluster()[1] and f["domain"] == "lc.example"
+
+
 class _Proxy(http.server.BaseHTTPRequestHandler):
     """A gateway in front of Prometheus: checks the bearer token and tenant header, can fail."""
 

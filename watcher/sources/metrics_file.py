@@ -186,7 +186,7 @@ class MetricsFileSource(WindowSource):
         if self._survey is None:
             survey = Survey()
             lab = self.cfg.labels
-            watched = {lab.query, "source", "source_pod", *lab.source}
+            watched = {lab.query, *SOURCE_CONTEXT, *LABELS_CONTEXT, *lab.source}
             seen: set[str] = set()
             for block, labels, _, _ in samples(self.path, lab.metric, survey):
                 if block in seen:
@@ -217,7 +217,8 @@ class MetricsFileSource(WindowSource):
             raise MissingDataError(f"metric {lab.metric} has no '{lab.query}' label; {HELM_HINT}")
         has = survey.has_label
         if lab.source == SOURCE_CONTEXT and not has.get("source") and has.get("source_pod"):
-            self.cfg = cfg = with_source_labels(cfg, LABELS_CONTEXT)
+            # The default fits both of Hubble's namings: labelsContext it is (for this read).
+            cfg = with_source_labels(cfg, LABELS_CONTEXT)
             lab = cfg.labels
         for label in lab.source:
             if not has.get(label):
@@ -304,7 +305,11 @@ class MetricsFileSource(WindowSource):
             # A source's steps before its first activity are unknown, not zero (as from PromQL).
             vol = vol.mask(vol.cumsum() == 0)
         long_frame = _frame(long)
-        answers = self._answers(set(long), long_from, at, scale) if survey.has_responses else {}
+        answers = (
+            self._answers(set(long), long_from, at, scale, lab.source)
+            if survey.has_responses
+            else {}
+        )
         return Window(
             at=at,
             short_seconds=cfg.windows.short,
@@ -325,12 +330,17 @@ class MetricsFileSource(WindowSource):
         )
 
     def _answers(
-        self, pairs: set[tuple[str, str]], since: float, at: float, scale: float
+        self,
+        pairs: set[tuple[str, str]],
+        since: float,
+        at: float,
+        scale: float,
+        source_labels: list[str],
     ) -> dict[tuple[str, str], int]:
         """ANSWER_* bits per (client, name) of the long window's pairs, from the answers the
         responses counter added in the window (one more streamed pass, only when it is there)."""
         lab = self.cfg.labels
-        clients = response_labels(lab.source)
+        clients = response_labels(source_labels)
         out: dict[tuple[str, str], int] = {}
         last: dict[str, float] = {}
         for block, labels, value, stamp in samples(self.path, RESPONSES, Survey()):
