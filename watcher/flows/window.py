@@ -117,7 +117,6 @@ class PairState:
     # requests, new names, encoded-looking and address-named new names, payload characters and
     # estimated bytes per windows.step, over the long window (B_*)
     buckets: array[float] = field(default_factory=lambda: array("d"))
-    day: array[float] | None = None  # hourly slots past the long window (D_*), when any
     requests: int = 0
     dropped: int = 0
     data_qtypes: int = 0
@@ -163,53 +162,27 @@ class PairState:
         """Start of the newest bucket, None before the first request."""
         return self.buckets[-B_SIZE + B_START] if self.buckets else None
 
-    def bucket(self, t: float, step: float, keep: int, day: float = 0.0) -> int:
+    def bucket(
+        self,
+        t: float,
+        step: float,
+        keep: int,
+        day: float = 0.0,
+        slots: dict[tuple[str, str], array[float]] | None = None,
+    ) -> int:
         """Offset of the bucket holding t (a new one when t is past the newest). Buckets that
-        leave the long window are folded into the day's hourly slots (`day` seconds; 0: off)."""
+        leave the long window are folded into the pair's hourly day slots in `slots` (the
+        window's: a field here would cost every pair 16 bytes), `day` seconds back (0: off)."""
         start = t - t % step
         b = self.buckets
         if not b or b[-B_SIZE + B_START] < start:
             b.extend((start, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0))
             if len(b) > keep * B_SIZE:
                 gone = len(b) - keep * B_SIZE
-                if day:
-                    self._fold(b, gone, start - day)
+                if day and slots is not None:
+                    _fold(slots, (self.workload, self.domain), b, gone, start - day)
                 del b[:gone]
         return len(b) - B_SIZE
-
-    def _fold(self, b: array[float], end: int, since: float) -> None:
-        d = self.day
-        if d is not None:
-            drop = 0
-            while drop < len(d) and d[drop + D_START] < since:
-                drop += D_SIZE
-            if drop:
-                del d[:drop]
-        for o in range(0, end, B_SIZE):
-            if not b[o + B_NEW]:
-                continue  # no new name: nothing the day's distinct count needs
-            slot = b[o + B_START] - b[o + B_START] % DAY_SLOT
-            if d is None:
-                d = self.day = array("d")
-            if not d or d[-D_SIZE + D_START] != slot:
-                d.extend((slot, 0.0, 0.0, 0.0, 0.0))
-            d[-D_SIZE + D_REQUESTS] += b[o + B_REQUESTS]
-            d[-D_SIZE + D_NEW] += b[o + B_NEW]
-            d[-D_SIZE + D_ENCODED] += b[o + B_ENCODED]
-            d[-D_SIZE + D_BYTES] += b[o + B_BYTES]
-
-    def day_totals(self, since: float) -> tuple[float, float, float, float]:
-        """(requests, new, encoded, bytes) of the day slots starting at or after `since`."""
-        d = self.day
-        if not d:
-            return (0.0, 0.0, 0.0, 0.0)
-        offsets = [o for o in range(0, len(d), D_SIZE) if d[o + D_START] >= since]
-        return (
-            sum(d[o + D_REQUESTS] for o in offsets),
-            sum(d[o + D_NEW] for o in offsets),
-            sum(d[o + D_ENCODED] for o in offsets),
-            sum(d[o + D_BYTES] for o in offsets),
-        )
 
     def spans(self, since: float) -> list[int]:
         """Offsets of the buckets starting at or after `since`."""
@@ -231,6 +204,7 @@ class FlowWindow:
         # The day window, where the long one is shorter: folded slots (see D_START).
         self.day = cfg.windows.day if cfg.windows.day > cfg.windows.long else 0.0
         self.day_needed = day_history_needed(cfg)
+        self.day_slots: dict[tuple[str, str], array[float]] = {}  # pairs with folded slots
         self.repeat_step = cfg.judge.repeat_step
         self.keep = max(1, math.ceil(cfg.windows.long / self.step))
         self.short_buckets = max(1, math.ceil(cfg.windows.short / self.step))
@@ -331,7 +305,7 @@ class FlowWindow:
         a[LAST_REQUEST] = f.time
         st.last_name = name
         before = st.last_start()
-        o = st.bucket(f.time, self.step, self.keep, self.day)
+        o = st.bucket(f.time, self.step, self.keep, self.day, self.day_slots)
         bk = st.buckets
         if before is not None and bk[o + B_START] != before:
             self.closed.append((st.workload, st.domain))
@@ -393,6 +367,7 @@ class FlowWindow:
     def _evict(self, key: tuple[str, str]) -> None:
         st = self.pairs.pop(key)
         self.evicted.append(self.summary(st, st.last))
+        self.day_slots.pop(key, None)
 
     def expire(self) -> None:
         """Drop pairs idle for the long window (judged first, through `evicted`)."""
@@ -424,7 +399,7 @@ class FlowWindow:
             # The ring holds the pair's last buckets with requests, which may reach past the
             # long window (a sparse pair's); older ones were folded into hourly slots.
             day_b = st.spans(at - self.day)
-            folded = st.day_totals(at - self.day)
+            folded = _day_totals(self.day_slots.get((st.workload, st.domain)), at - self.day)
             day = (
                 folded[0] + total(day_b, B_REQUESTS),
                 folded[1] + total(day_b, B_NEW),
@@ -542,6 +517,49 @@ class FlowWindow:
         frame = frame.reindex(grid)
         # Steps with no request inside a source's life are zeros; before its first, unknown.
         return frame.fillna(0.0).where(frame.notna().cummax())
+
+
+def _fold(
+    slots: dict[tuple[str, str], array[float]],
+    key: tuple[str, str],
+    b: array[float],
+    end: int,
+    since: float,
+) -> None:
+    """Buckets b[:end], leaving the long window, into the pair's hourly slots (D_*); slots
+    older than `since` go."""
+    d = slots.get(key)
+    if d is not None:
+        drop = 0
+        while drop < len(d) and d[drop + D_START] < since:
+            drop += D_SIZE
+        if drop:
+            del d[:drop]
+    for o in range(0, end, B_SIZE):
+        if not b[o + B_NEW]:
+            continue  # no new name: nothing the day's distinct count needs
+        slot = b[o + B_START] - b[o + B_START] % DAY_SLOT
+        if d is None:
+            d = slots[key] = array("d")
+        if not d or d[-D_SIZE + D_START] != slot:
+            d.extend((slot, 0.0, 0.0, 0.0, 0.0))
+        d[-D_SIZE + D_REQUESTS] += b[o + B_REQUESTS]
+        d[-D_SIZE + D_NEW] += b[o + B_NEW]
+        d[-D_SIZE + D_ENCODED] += b[o + B_ENCODED]
+        d[-D_SIZE + D_BYTES] += b[o + B_BYTES]
+
+
+def _day_totals(d: array[float] | None, since: float) -> tuple[float, float, float, float]:
+    """(requests, new, encoded, bytes) of the day slots starting at or after `since`."""
+    if not d:
+        return (0.0, 0.0, 0.0, 0.0)
+    offsets = [o for o in range(0, len(d), D_SIZE) if d[o + D_START] >= since]
+    return (
+        sum(d[o + D_REQUESTS] for o in offsets),
+        sum(d[o + D_NEW] for o in offsets),
+        sum(d[o + D_ENCODED] for o in offsets),
+        sum(d[o + D_BYTES] for o in offsets),
+    )
 
 
 def _count(flat: array[float], start: float) -> None:
