@@ -10,12 +10,14 @@ file, not just its end.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from watcher.channel import Channel
 from watcher.config import Config, domain_rules
 from watcher.evidence import Evidence, Volume
 from watcher.flows.summary import PairSummary
 from watcher.flows.window import FlowWindow, to_channel
+from watcher.sources.base import Source
 from watcher.sources.flows import LineCounts, parse_stream
 
 
@@ -101,3 +103,7 @@ class FlowSource:
         if self.counts.lines and not self.counts.dns_flows:
             out.append("no DNS flows in the input: is the exporter filtered to DNS (l7 dns)?")
         return out
+
+
+if TYPE_CHECKING:  # the type checker proves FlowSource implements the Source protocol
+    _source: type[Source] = FlowSource

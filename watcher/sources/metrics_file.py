@@ -13,7 +13,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -27,7 +27,7 @@ from watcher.config import (
 )
 from watcher.domains import normalize
 from watcher.errors import MissingDataError, SourceError
-from watcher.sources.base import WindowSource
+from watcher.sources.base import Source, WindowSource
 from watcher.sources.prometheus.checks import HELM_HINT
 from watcher.window import (
     RESPONSES,
@@ -365,3 +365,7 @@ def _frame(pairs: dict[tuple[str, str], float]) -> pd.DataFrame:
     return pd.DataFrame(
         [(s, n, q) for (s, n), q in pairs.items()], columns=["source", "name", "queries"]
     )
+
+
+if TYPE_CHECKING:  # the type checker proves MetricsFileSource implements the Source protocol
+    _source: type[Source] = MetricsFileSource

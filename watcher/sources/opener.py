@@ -54,10 +54,3 @@ def _read(read: Callable[[float], T], when: float, progress: Progress) -> T:
         return read(when)
     finally:
         progress.finish()
-
-
-def implementations() -> tuple[type[Source], ...]:
-    """Every Source: listed here so the type checker proves each implements the protocol."""
-    from watcher.flows.source import FlowSource
-
-    return (PrometheusSource, MetricsFileSource, FlowSource)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import requests
@@ -21,7 +22,7 @@ from watcher.domains import DomainRules
 from watcher.duration import promql_duration
 from watcher.progress import QUIET
 from watcher.sources import promql
-from watcher.sources.base import WindowSource
+from watcher.sources.base import Source, WindowSource
 from watcher.sources.prometheus import checks, names, volume
 from watcher.sources.prometheus.client import PrometheusClient
 from watcher.sources.prometheus.scope import Scope
@@ -152,3 +153,7 @@ def run_all(jobs: dict[str, Callable[[], pd.DataFrame]], workers: int) -> dict[s
         return {name: f.result() for name, f in futures.items()}
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+if TYPE_CHECKING:  # the type checker proves PrometheusSource implements the Source protocol
+    _source: type[Source] = PrometheusSource
