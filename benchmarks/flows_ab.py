@@ -20,13 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-PEAK = (
-    "import atexit, sys\n"
-    "from watcher.cli import main\n"
-    "atexit.register(lambda: sys.stderr.write(next(line for line in open('/proc/self/status')"
-    " if line.startswith('VmHWM'))))\n"
-    "sys.exit(main(sys.argv[1:]))"
-)
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.bench_scan import PEAK  # noqa: E402  (the child reports its own peak RSS)
 
 
 def run(tree: Path, path: str) -> tuple[float, float, dict]:  # type: ignore[type-arg]
