@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 
 from tests.conftest import dnswatch, scan_json
 from tests.promserver import PrometheusServer, history_text
@@ -192,3 +196,104 @@ def _mrkdwn_nodes(node: object) -> list[dict]:  # type: ignore[type-arg]
     if isinstance(node, list):
         return [n for v in node for n in _mrkdwn_nodes(v)]
     return []
+
+
+# Values PromQL's lexer refuses when written as they are (U+FFFD is its "invalid UTF-8 rune"),
+# control characters, a backslash run, a 4 kB name, a character past the BMP.
+BREAKERS = [
+    "bad\ufffdrune.breakers.example",
+    "nul\x00byte.breakers.example",
+    "del\x7fx.breakers.example",
+    "tab\tx.breakers.example",
+    "bs\\\\\\q.breakers.example",
+    "emoji\U0001f600.breakers.example",
+    "x" * 4000 + ".breakers.example",
+    "été.breakers.example",
+]
+
+
+@pytest.fixture(scope="module")
+def breakers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PrometheusServer, str]]:
+    rng = np.random.default_rng(5)
+    names = BREAKERS + [f"{rng.bytes(20).hex()}{i}.breakers.example" for i in range(50)]
+    c = Cluster(minutes=30, start=START)
+    c.pods.append(
+        Pod("evil", "odd-7d9f8b7c6-x2x4q", 0, 0, 30, names, np.full(len(names), 1 / len(names)), 30)
+    )
+    text = history_text(c)
+    server = PrometheusServer(tmp_path_factory.mktemp("prom-breakers"), text)
+    yield server, text
+    server.stop()
+
+
+def test_no_label_value_breaks_a_scan_and_prometheus_agrees_with_the_file(
+    breakers: tuple[PrometheusServer, str], tmp_path: Path
+) -> None:
+    server, text = breakers
+    path = tmp_path / "b.om"
+    path.write_text(text, encoding="utf-8")
+    at = str(START + 30 * 60)
+    a = scan_json("--prometheus-url", server.url, "--at", at)
+    b = scan_json("--metrics-file", str(path), "--at", at)
+    assert a["warnings"] == [] and _key(a) == _key(b)
+    [burst] = [f for f in a["findings"] if f["domain"] == "breakers.example"]
+    assert burst["severity"] in ("warning", "critical")
+    assert burst["evidence"]["distinct_names"] >= 50 + 5
+
+
+class _Gateway(http.server.BaseHTTPRequestHandler):
+    """A gateway before Prometheus that rejects (HTTP 400, bad_data) every query holding one
+    value, as a server refuses a name it cannot parse: the rest must still be read."""
+
+    upstream = ""
+    marker = ""
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        form = urllib.parse.parse_qs(body.decode())
+        if self.marker in form.get("query", [""])[0]:
+            payload = b'{"status":"error","errorType":"bad_data","error":"invalid UTF-8 rune"}'
+            self.send_response(400)
+        else:
+            up = requests.post(
+                self.upstream + self.path,
+                data=body,
+                timeout=30,
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
+            payload = up.content
+            self.send_response(up.status_code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def do_GET(self) -> None:
+        up = requests.get(self.upstream + self.path, timeout=30)
+        self.send_response(up.status_code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(up.content)))
+        self.end_headers()
+        self.wfile.write(up.content)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_name_whose_query_is_rejected_costs_only_itself(
+    breakers: tuple[PrometheusServer, str],
+) -> None:
+    server, _ = breakers
+    handler = type("Gateway", (_Gateway,), {"upstream": server.url, "marker": "emoji"})
+    gateway = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=gateway.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{gateway.server_address[1]}"
+        report = scan_json("--prometheus-url", url, "--at", str(START + 30 * 60))
+    finally:
+        gateway.shutdown()
+        gateway.server_close()
+    lost = [w for w in report["warnings"] if "not looked up" in w]
+    assert lost and all("1 value not looked up" in w and "invalid UTF-8 rune" in w for w in lost)
+    [burst] = [f for f in report["findings"] if f["domain"] == "breakers.example"]
+    assert burst["severity"] in ("warning", "critical")

@@ -34,6 +34,11 @@ class RefusedError(SourceError):
     query frontend): the work can be split and asked again."""
 
 
+class QueryError(SourceError):
+    """Prometheus rejected one query's text (HTTP 400, bad_data): the query, not the server,
+    is at fault, so a batch of names can be asked again without the name that broke it."""
+
+
 class MissingDataError(SourceError):
     """The metric or a label the detectors need is not there."""
 

@@ -20,15 +20,33 @@ def terminal_safe(text: str) -> str:
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
+def _promql_char(m: re.Match[str]) -> str:
+    c = m.group()
+    if c in '\\"':
+        return "\\" + c
+    n = ord(c)
+    return f"\\x{n:02x}" if n < 0x80 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+
+
+# Everything but printable ASCII is written as an escape: PromQL's lexer rejects a literal
+# U+FFFD ("invalid UTF-8 rune", the character Prometheus shows for bytes that are not UTF-8),
+# and control characters have no business in a query's text.
+_PROMQL_UNSAFE = re.compile(r'[^\x20-\x7e]|["\\]')
+_RE2_META = re.compile(r"([\\.^$|?*+()\[\]{}])")
+_RE2_UNSAFE = re.compile(r"[^\x20-\x7e]")
+
+
 def promql_string(value: str) -> str:
-    """A PromQL double-quoted string literal for any value."""
-    out = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{out}"'
+    """A PromQL double-quoted string literal for any value, in printable ASCII."""
+    return f'"{_PROMQL_UNSAFE.sub(_promql_char, value)}"'
 
 
 def regex_escape(value: str) -> str:
-    """Escape a literal for an RE2 pattern (PromQL =~), every metacharacter included."""
-    return re.sub(r"([\\.^$|?*+()\[\]{}])", r"\\\1", value)
+    """Escape a literal for an RE2 pattern (PromQL =~), every metacharacter included; a
+    character outside printable ASCII as RE2's `\\x{…}` (for PromQL only: Python's re
+    has no such escape)."""
+    out = _RE2_META.sub(r"\\\1", value)
+    return _RE2_UNSAFE.sub(lambda m: f"\\x{{{ord(m.group()):x}}}", out)
 
 
 def slack_escape(text: str) -> str:

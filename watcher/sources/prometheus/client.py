@@ -17,7 +17,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from watcher.config import PrometheusConfig
-from watcher.errors import ConfigError, RefusedError, SourceError
+from watcher.errors import ConfigError, QueryError, RefusedError, SourceError
 from watcher.text import terminal_safe
 
 
@@ -102,6 +102,8 @@ class PrometheusClient:
             text = f"Prometheus answered with an error: {_api_error(str(exc))}"
             if re.search(r"HTTP Status Code (422|503|504)\b", str(exc)):
                 raise RefusedError(text) from None  # too big or too busy: worth splitting
+            if re.search(r"HTTP Status Code 400\b", str(exc)):
+                raise QueryError(text) from None  # this query's text: the server is fine
             raise SourceError(text) from None
         except (ValueError, KeyError, TypeError):
             raise SourceError(f"{self.url} did not answer like a Prometheus API") from None

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 
 from watcher.domains import DomainRules, normalize
-from watcher.errors import RefusedError, SourceError
+from watcher.errors import QueryError, RefusedError, SourceError
 from watcher.sources import promql
 from watcher.sources.prometheus.client import short
 from watcher.sources.prometheus.scope import Scope
@@ -66,19 +67,23 @@ def span_names(
     del counts  # every (workload, zone) pair of the cluster: ~80k rows at 1M series
     parts = [empty_names()]
     batches = zone_batches(by_zone)
-    for n, batch in enumerate(batches, 1):
-        scope.progress.step(f"fetching names of candidate zones ({name} window)", n, len(batches))
+    done = [0]
+
+    def fetch(batch: list[str]) -> list[dict[str, Any]]:
+        done[0] += 1
+        scope.progress.step(
+            f"fetching names of candidate zones ({name} window)", done[0], len(batches)
+        )
         workloads = set().union(*(by_zone[zone] for zone in batch))
         zsel = sel(promql.under_zones(lab.query, batch), *scope.workload_selector(workloads))
-        frame = scope.names_frame(
-            scope.splitter.ask(
-                lambda extra, zs=zsel: promql.names(  # type: ignore[misc]
-                    zs(extra), seconds, lab.source, lab.query, now
-                ),
-                at,
-                f"names under {len(batch)} candidate zones ({name} window)",
-            )
+        return scope.splitter.ask(
+            lambda extra: promql.names(zsel(extra), seconds, lab.source, lab.query, now),
+            at,
+            f"names under {len(batch)} candidate zones ({name} window)",
         )
+
+    for rows in each_batch(scope, batches, fetch, f"names of candidate zones ({name} window)"):
+        frame = scope.names_frame(rows)
         # The grouped fetch over-fetches (every workload x every zone): keep the pairs.
         wanted = frame["name"].map(promql.zone_of)
         keep = [
@@ -87,6 +92,35 @@ def span_names(
         ]
         parts.append(frame[keep])
     return pd.concat(parts, ignore_index=True), clients
+
+
+def each_batch(
+    scope: Scope,
+    batches: list[list[str]],
+    run: Callable[[list[str]], list[dict[str, Any]]],
+    what: str,
+) -> list[list[dict[str, Any]]]:
+    """run(batch) for each batch of names or zones, one result each. Names are the
+    attacker's: a batch whose query Prometheus rejects (QueryError) is halved until the values
+    that break it stand alone, and only those are lost, with a warning saying how many."""
+    out: list[list[dict[str, Any]]] = []
+    lost, reason = 0, ""
+    todo = list(reversed(batches))
+    while todo:
+        batch = todo.pop()
+        try:
+            out.append(run(batch))
+        except QueryError as exc:
+            if len(batch) == 1:
+                lost, reason = lost + 1, short(exc)
+            else:
+                todo += [batch[len(batch) // 2 :], batch[: len(batch) // 2]]
+    if lost:
+        scope.warnings.append(
+            f"{what}: {lost} value{'s' if lost != 1 else ''} not looked up, their query "
+            f"rejected ({reason}); findings that need them may be missed"
+        )
+    return out
 
 
 def zone_batches(by_zone: dict[str, set[str]]) -> list[list[str]]:
@@ -137,23 +171,24 @@ def shaped(scope: Scope, at: float, sel: Selector) -> pd.DataFrame:
                 what,
             )
         )
-    frames = [empty_names()]
-    for batch in batches:
+
+    def fetch(batch: list[str]) -> list[dict[str, Any]]:
         exact = f"{lab.query}=~{promql_string('|'.join(batch))}"
-        frames.append(
-            scope.names_frame(
-                scope.splitter.ask(
-                    lambda extra, e=exact: promql.names(  # type: ignore[misc]
-                        promql.selector(lab.metric, [e, *extra]),
-                        cfg.windows.long,
-                        lab.source,
-                        lab.query,
-                    ),
-                    at,
-                    what,
-                )
-            )
+        return scope.splitter.ask(
+            lambda extra: promql.names(
+                promql.selector(lab.metric, [exact, *extra]),
+                cfg.windows.long,
+                lab.source,
+                lab.query,
+            ),
+            at,
+            what,
         )
+
+    frames = [
+        empty_names(),
+        *(scope.names_frame(r) for r in each_batch(scope, batches, fetch, what)),
+    ]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -179,16 +214,20 @@ def reasks(scope: Scope, at: float, tables: list[pd.DataFrame]) -> dict[tuple[st
     step = cfg.judge.repeat_step
     start = at - cfg.windows.long + step
     out: dict[tuple[str, str], int] = {}
-    for batch in value_batches(sorted(set(top["name"]))):
+
+    def fetch(batch: list[str]) -> list[dict[str, Any]]:
         exact = f"{lab.query}=~{promql_string(_exact_names(batch))}"
-        res = scope.splitter.ask(
-            lambda extra, e=exact: promql.reasks(  # type: ignore[misc]
-                promql.selector(lab.metric, [e, *extra]), step, lab.source, lab.query
+        return scope.splitter.ask(
+            lambda extra: promql.reasks(
+                promql.selector(lab.metric, [exact, *extra]), step, lab.source, lab.query
             ),
             at,
             "re-asks of repeated names",
             (start, step),
         )
+
+    batches = value_batches(sorted(set(top["name"])))
+    for res in each_batch(scope, batches, fetch, "re-asks of repeated names"):
         for r in res:
             pair = (scope.source_of(r["metric"]), normalize(r["metric"].get(lab.query, "")))
             mask = out.get(pair, 0)
@@ -215,15 +254,21 @@ def answers(scope: Scope, at: float, long: pd.DataFrame) -> dict[tuple[str, str]
     clients = response_labels(lab.source)
     wanted = set(zip(sample["source"], sample["name"], strict=True))
     out: dict[tuple[str, str], int] = {}
-    for batch in value_batches(sorted(set(sample["name"]))):
+    labels = promql.by([*promql.with_host(clients), lab.query, "rcode", "ips_returned"])
+
+    def fetch(batch: list[str]) -> list[dict[str, Any]]:
         sel = promql.selector(RESPONSES, [f"{lab.query}=~{promql_string(_exact_names(batch))}"])
-        labels = promql.by([*promql.with_host(clients), lab.query, "rcode", "ips_returned"])
         expr = f"count by ({labels}) ({promql.activity(sel, cfg.windows.long)})"
-        try:
-            res = scope.splitter.run(expr, at, None)
-        except RefusedError as exc:
-            scope.warnings.append(f"answers to candidate names: not read ({short(exc)})")
-            return out
+        return scope.splitter.run(expr, at, None)
+
+    try:
+        results = each_batch(
+            scope, value_batches(sorted(set(sample["name"]))), fetch, "answers to candidate names"
+        )
+    except RefusedError as exc:
+        scope.warnings.append(f"answers to candidate names: not read ({short(exc)})")
+        return out
+    for res in results:
         for r in res:
             pair, bit = answer_of(r["metric"], clients, lab.query)
             if pair in wanted:
