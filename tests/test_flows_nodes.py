@@ -1,7 +1,8 @@
 """A leak spread over nodes: each node's follower sees half of it, below every threshold; a real
 Prometheus scraping both followers sums their per-channel evidence with the shipped rule and
 raises exactly one alert naming the workload. A benign workload spread the same way (hosts
-answered with addresses) is not exported by either node, and stays quiet."""
+asked again and answered with addresses each time) is not exported by either node, and stays
+quiet."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ LEAK = ("jobs/exporter", "leak-example.net")
 
 def node_lines(node: str, pod_suffix: str, first: int) -> list[str]:
     """One node's share: an exporter pod asking 25 one-off word names (NXDOMAIN), and a
-    frontend pod resolving 25 hosts answered with their own addresses."""
+    frontend pod resolving 25 hosts, each twice, answered with their own addresses."""
     out: list[str] = []
     for k in range(25):
         i = first + k
@@ -36,8 +37,9 @@ def node_lines(node: str, pod_suffix: str, first: int) -> list[str]:
         out += exchange(T0 + k * 8, f"jobs/exporter-7d9f8b7c6-{pod_suffix}", leak, "TXT",
                         rcode=3, app="exporter")  # fmt: skip
         host = f"img-{i}.cdn-example.net"
-        out += exchange(T0 + k * 8 + 3, f"web/frontend-5c6d7e8f9-{pod_suffix}", host, "A",
-                        ips=[f"198.51.100.{i + 1}"], app="frontend")  # fmt: skip
+        for again in (3, 5):
+            out += exchange(T0 + k * 8 + again, f"web/frontend-5c6d7e8f9-{pod_suffix}", host,
+                            "A", ips=[f"198.51.100.{i + 1}"], app="frontend")  # fmt: skip
     return [line.replace('"kind-worker"', f'"{node}"') for line in out]
 
 

@@ -203,4 +203,4 @@ def test_names_re_queried_all_day_are_hosts_not_a_channel(
                 assert f["severity"] == "info", (minute, f["summary"])
                 why.append(f["evidence"].get("why_not_alerted", ""))
     # Both families, quieted by the same principle: repetition spread over the long window.
-    assert len(why) >= 2 * 3 and all("re-queried" in w for w in why), why
+    assert len(why) >= 2 * 3 and all("asked again long after" in w for w in why), why

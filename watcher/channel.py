@@ -33,6 +33,7 @@ from watcher.window import (
     ANSWER_NXDOMAIN,
     ANSWER_OTHER,
     Window,
+    spread_reask,
     workload_of,
 )
 
@@ -87,14 +88,50 @@ class NameSet:
 
 @dataclass(frozen=True, slots=True)
 class Span:
-    """The channel's names in one window (short, long or day)."""
+    """The channel's names in one window (short, long or day): all of them, and the one-off
+    ones, the payload candidates the rules count (names that are not hosts, see Hosts)."""
 
     seconds: float
     names: NameSet
+    one_off: NameSet
 
     @property
     def label(self) -> str:
         return human_duration(self.seconds)
+
+    @property
+    def hosts(self) -> int:
+        return self.names.distinct - self.one_off.distinct
+
+
+# The principles that make a name a host, in the order they are tried (evidence.quieted_by).
+SHARED, SPREAD, ANSWERED = "shared_names", "spread_repetition", "address_answers"
+
+
+@dataclass(frozen=True, slots=True)
+class Hosts:
+    """Names of the channel's widest window that are hosts, each counted by the first
+    principle that holds for it: asked by another client too (shared), asked again long after
+    its first ask (spread), asked again and always answered with addresses (answered: only
+    where answers are seen per name, and never for a wildcard answering every name alike).
+    A name with a character no host name has is never a host."""
+
+    shared: int = 0
+    spread: int = 0
+    answered: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.shared + self.spread + self.answered
+
+    def counts(self) -> dict[str, int]:
+        return {SHARED: self.shared, SPREAD: self.spread, ANSWERED: self.answered}
+
+    def principle(self) -> str | None:
+        """The principle that set aside most names, or None."""
+        counts = self.counts()
+        best = max(counts, key=lambda k: counts[k])
+        return best if counts[best] else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +191,10 @@ class Channel:
     long: Span | None
     day: Span | None  # only where the history reaches far enough (windows.day)
     encoded: NameSet | None  # the encoded-looking names of the long window
-    # Distinct slots (windows.step wide) of the long window in which the channel asked again a
-    # name it had asked before: repetition means "hosts" only when spread over time.
+    encoded_one_off: NameSet | None = None  # ... that are not hosts
+    hosts: Hosts = Hosts()  # the widest window's names that are hosts, by principle
+    # Distinct steps (judge.repeat_step) of the long window in which the channel asked again a
+    # name it had asked before (evidence only: the principles hold per name).
     repeat_slots: int = 0
     shared_names: int = 0  # its names also asked by another client (another pod or workload)
     prevalence: int = 0  # clients resolving the domain (this one included); 0: unknown
@@ -176,6 +215,13 @@ class Channel:
             if s is not None:
                 return s.names
         return self.encoded  # a Prometheus scan fetches only these for a quiet pair
+
+    def widest_one_off(self) -> NameSet | None:
+        """The one-off names of the longest window the source saw."""
+        for s in (self.day, self.long, self.short):
+            if s is not None:
+                return s.one_off
+        return self.encoded_one_off
 
 
 # -- from per-pod name tables (Prometheus, metrics files) ----------------------------------------
@@ -248,13 +294,17 @@ def _mask_of(reasks: Mapping[tuple[str, str], int], rows: pd.DataFrame) -> int:
 def from_window(window: Window, cfg: Config, rules: DomainRules) -> list[Channel]:
     """Group a Window's per-pod name tables into channels (the metrics sources' record)."""
     samples, min_score = cfg.output.sample_names, cfg.names.min_score
-    short = _groups(annotate(window.short, rules))
+    short_t = annotate(window.short, rules)
     long_t = annotate(window.long, rules)
-    long = _groups(long_t)
-    day = _groups(annotate(window.day, rules)) if window.day_seconds > window.long_seconds else {}
+    day_t = annotate(window.day, rules) if window.day_seconds > window.long_seconds else None
     shaped = annotate(window.shaped, rules)
+    extra = [day_t] if day_t is not None else []
+    shared = _shared(long_t, shaped, *extra)
+    host_of = _host_names(window, cfg, shared, long_t, shaped, *extra)
+    short = _groups(short_t)
+    long = _groups(long_t)
+    day = _groups(day_t) if day_t is not None else {}
     hits = _groups(shaped[shaped["score"] >= min_score]) if not shaped.empty else {}
-    shared = _shared(long_t, shaped)
     prevalence = _prevalence(window, long_t)
     out = []
     for key in dict.fromkeys([*short, *long, *day, *hits]):
@@ -272,6 +322,11 @@ def from_window(window: Window, cfg: Config, rules: DomainRules) -> list[Channel
         mask = _mask_of(window.reasks, longest) if longest is not None else 0
         names = set(longest["name"]) if longest is not None else set()
         answers = _answers(window.answers, longest) if longest is not None else None
+        spans = (day.get(key), long.get(key), short.get(key), hits.get(key))
+        widest = next(g for g in spans if g is not None)
+        kinds = Counter(host_of.get((client, n)) for n in set(widest["name"]))
+        enc = hits.get(key)
+        enc_one_off = _one_off(enc, client, host_of) if enc is not None else None
         out.append(
             Channel(
                 client=client,
@@ -279,16 +334,71 @@ def from_window(window: Window, cfg: Config, rules: DomainRules) -> list[Channel
                 at=window.at,
                 pods=tuple(p for p, _ in pods.most_common(max(samples, 1))),
                 pod_count=len(pods),
-                short=_span(short.get(key), window.short_seconds, samples, min_score),
-                long=_span(long.get(key), window.long_seconds, samples, min_score),
-                day=_span(day.get(key), window.day_seconds, samples, min_score),
-                encoded=name_set(hits[key], samples, min_score) if key in hits else None,
+                short=_span(short.get(key), window.short_seconds, client, host_of, cfg),
+                long=_span(long.get(key), window.long_seconds, client, host_of, cfg),
+                day=_span(day.get(key), window.day_seconds, client, host_of, cfg),
+                encoded=name_set(enc, samples, min_score) if enc is not None else None,
+                encoded_one_off=name_set(enc_one_off, samples, min_score)
+                if enc_one_off is not None and not enc_one_off.empty
+                else None,
+                hosts=Hosts(kinds[SHARED], kinds[SPREAD], kinds[ANSWERED]),
                 repeat_slots=mask.bit_count(),
                 shared_names=len(names & shared),
                 prevalence=prevalence.get(domain) or prevalence.get(zone_of(domain), 0),
                 answers=answers,
             )
         )
+    return out
+
+
+def _one_off(
+    group: pd.DataFrame, client: str, host_of: Mapping[tuple[str, str], str]
+) -> pd.DataFrame:
+    """The rows of a channel's names that are not hosts."""
+    if not host_of:
+        return group
+    keep = [(client, n) not in host_of for n in group["name"]]
+    return group[keep]
+
+
+_RANK = {SHARED: 3, SPREAD: 2, ANSWERED: 1}
+
+
+def _host_names(
+    window: Window,
+    cfg: Config,
+    shared: set[str],
+    *tables: pd.DataFrame,
+) -> dict[tuple[str, str], str]:
+    """(workload, name) -> the principle that makes the name a host (Hosts), for the names of
+    the annotated tables that are hosts; names with a character no host name has never are."""
+    steps, min_score = cfg.judge.repeat_min_slots, cfg.names.min_score
+    out: dict[tuple[str, str], str] = {}
+    for t in tables:
+        if t.empty:
+            continue
+        for src, name, workload, score, queries in zip(
+            t["source"], t["name"], t["workload"], t["score"], t["queries"], strict=True
+        ):
+            if odd_name(name):
+                continue
+            key = (workload, name)
+            pair = (src, name)
+            if name in shared:
+                found = SHARED
+            elif spread_reask(window.reasks.get(pair, 0), window.births.get(pair), steps):
+                found = SPREAD
+            elif (
+                # Re-asked and always answered with addresses. The responses metric counts
+                # addresses without naming them, so a wildcard cannot be told from hosts:
+                # only plain names are trusted to it, never encoded-looking ones.
+                queries >= 2 and window.answers.get(pair, 0) == ANSWER_ADDRESS and score < min_score
+            ):
+                found = ANSWERED
+            else:
+                continue
+            if _RANK[found] > _RANK.get(out.get(key, ""), 0):
+                out[key] = found
     return out
 
 
@@ -321,9 +431,17 @@ def _answers(answers: Mapping[tuple[str, str], int], rows: pd.DataFrame) -> Answ
 
 
 def _span(
-    group: pd.DataFrame | None, seconds: float, samples: int, min_score: float
+    group: pd.DataFrame | None,
+    seconds: float,
+    client: str,
+    host_of: Mapping[tuple[str, str], str],
+    cfg: Config,
 ) -> Span | None:
-    return None if group is None else Span(seconds, name_set(group, samples, min_score))
+    if group is None:
+        return None
+    samples, min_score = cfg.output.sample_names, cfg.names.min_score
+    one_off = _one_off(group, client, host_of)
+    return Span(seconds, name_set(group, samples, min_score), name_set(one_off, samples, min_score))
 
 
 def _prevalence(window: Window, long_t: pd.DataFrame) -> dict[str, int]:

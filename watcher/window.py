@@ -51,6 +51,10 @@ class Window:
     # ending k steps before `at`) in which the name was asked again after its first ask.
     # Repetition says "hosts" only when spread over time; no entry: asked once, or in a burst.
     reasks: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    # (source, name) -> the bit (as in reasks) of the step of the name's first ask, or the
+    # long window's whole width when it was first asked before the window: a re-ask far from
+    # the first ask is a host's; one right after it, a retry. Missing: not looked up.
+    births: Mapping[tuple[str, str], int] = field(default_factory=dict)
     # zone -> clients (workloads or nodes) resolving it in the long window, where the source
     # counted them in its own query language (Prometheus); files give complete tables instead.
     prevalence: Mapping[str, int] = field(default_factory=dict)
@@ -97,10 +101,26 @@ def response_labels(source_labels: Sequence[str]) -> list[str]:
     ]
 
 
+def step_of(at: float, t: float, step: float) -> int:
+    """Steps back from `at` of time t (the reasks bit's index). A t a hair past `at` (a range
+    query's end, `at` rounded to milliseconds) is the latest step, 0."""
+    return max(0, int((at - t) // step))
+
+
 def reask_bit(at: float, t: float, step: float) -> int:
-    """The reasks bit of a re-ask at time t. A t a hair past `at` (a range query's end, `at`
-    rounded to milliseconds) is the latest step, bit 0."""
-    return 1 << max(0, int((at - t) // step))
+    """The reasks bit of a re-ask at time t."""
+    return 1 << step_of(at, t, step)
+
+
+def spread_reask(mask: int, birth: int | None, steps: int) -> bool:
+    """Whether a name was asked again at least `steps` steps after its first ask (a host whose
+    cache expired), from its reasks mask and birth bit; with no birth known, whether its
+    re-asks alone span that many steps. A retry loop asks again within a step or two."""
+    if not mask:
+        return False
+    latest = (mask & -mask).bit_length() - 1  # lowest bit: the latest re-ask
+    first = birth if birth is not None else mask.bit_length() - 1
+    return first - latest >= steps
 
 
 def shape_prefilter(label_length: int, name_length: int) -> str:

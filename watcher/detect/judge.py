@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from watcher.channel import Channel, NameSet, Span
+from watcher.channel import ANSWERED, SHARED, SPREAD, Channel, NameSet, Span
 from watcher.config import Config, day_encoded_min
 from watcher.detect.volume import Rate, rates
 from watcher.domains import DomainRules
@@ -62,65 +62,36 @@ def burst_severity(names: NameSet, base: int, encoded_min: int, cfg: Config) -> 
 
 def private_channel(ch: Channel, cfg: Config) -> str | None:
     """Why the channel is private (lower thresholds), or None: only this client resolves the
-    domain, each name is asked once, and no answer carried real addresses."""
-    names = ch.widest()
-    if names is None or ch.prevalence != 1:
+    domain and its one-off names are asked once each. What the zone's server answers is not
+    asked: the server of a private zone is the sender's own."""
+    names = ch.widest_one_off()
+    if names is None or names.distinct == 0 or ch.prevalence != 1:
         return None
     if names.unique_ratio < cfg.judge.one_off_ratio:
         return None
-    if ch.answers is not None and (
-        ch.answers.real_address_share(names.distinct) > cfg.flows.max_address_share
-    ):
-        return None
-    seen = "answers without addresses" if ch.answers is not None else "answers not visible"
-    return f"only this client resolves {ch.domain}, names asked once, {seen}"
+    return f"only this client resolves {ch.domain}, its one-off names asked once each"
+
+
+_WHY = {
+    SHARED: "also asked by other clients (shared hosts, not one sender's payload)",
+    SPREAD: "asked again long after their first ask (hosts whose cache expired)",
+    ANSWERED: "asked again and answered with addresses each time (real hosts)",
+}
 
 
 def hosts_reason(ch: Channel, cfg: Config) -> tuple[str, str] | None:
-    """(principle, why) the channel's names are hosts, not a payload, or None. The principle
-    is one of `shared_names`, `spread_repetition`, `address_answers`."""
-    names = ch.widest()
-    if names is None or names.distinct == 0:
+    """(principle, why) some of the channel's names are hosts, or None. The principle is the
+    one that set aside most names: `shared_names`, `spread_repetition`, `address_answers`."""
+    names, one_off = ch.widest(), ch.widest_one_off()
+    principle = ch.hosts.principle()
+    if names is None or principle is None:
         return None
-    j, b = cfg.judge, cfg.burst
-    if ch.shared_names >= max(2, j.shared_fraction * names.distinct):
-        return "shared_names", (
-            f"{ch.shared_names} of {names.distinct} names are also asked by other clients: "
-            "shared hosts, not one sender's payload"
-        )
-    long_spans = [s for s in (ch.long, ch.day) if s is not None]
-    repeat = min((s.names.unique_ratio for s in long_spans), default=names.unique_ratio)
-    if repeat < b.min_unique_ratio and ch.repeat_slots >= j.repeat_min_slots:
-        over = max((s.seconds for s in long_spans), default=cfg.windows.long)
-        return "spread_repetition", (
-            f"names re-queried over {human_duration(over)} (distinct/queries {repeat:.2f}, "
-            f"asked again in {ch.repeat_slots} {human_duration(cfg.judge.repeat_step)} steps): "
-            "hosts, not one-off chunks"
-        )
-    a = ch.answers
-    if a is not None and a.real_address_share(names.distinct) > cfg.flows.max_address_share:
-        answered = (
-            f"answers carry {a.distinct_addresses} different addresses ({a.address_share:.0%})"
-            if a.addresses_known
-            else f"{a.address_share:.0%} of the names were answered with addresses"
-        )
-        named = ch.timing.address_named if ch.timing is not None else 0
-        if not a.addresses_known:
-            # A count of addresses cannot tell hosts from an attacker's wildcard record: only
-            # plain host-like names are quieted by it, never encoded-looking ones.
-            if names.encoded_fraction >= b.encoded_fraction:
-                return None
-            why = answered
-        elif names.unique_ratio < b.min_unique_ratio:
-            why = f"{answered} and names repeat (unique ratio {names.unique_ratio:.2f})"
-        elif names.distinct and named / names.distinct >= 0.8:
-            why = f"{answered} and names are IP-named hosts"
-        elif names.encoded_fraction < b.encoded_fraction:
-            why = answered
-        else:
-            return None
-        return "address_answers", f"{why}: real hosts"
-    return None
+    parts = [f"{n} {_WHY[k]}" for k, n in ch.hosts.counts().items() if n]
+    left = one_off.distinct if one_off is not None else 0
+    return principle, (
+        f"{ch.hosts.total} of {names.distinct} names are hosts: {'; '.join(parts)}; the "
+        f"{left} one-off name{'s' if left != 1 else ''} left raise no alert"
+    )
 
 
 def _common(ch: Channel, cfg: Config) -> dict[str, Any]:
@@ -130,6 +101,7 @@ def _common(ch: Channel, cfg: Config) -> dict[str, Any]:
         "sample_pods": list(ch.pods[: cfg.output.sample_names]),
         "repeat_slots": ch.repeat_slots,
         "shared_names": ch.shared_names,
+        "hosts": ch.hosts.counts(),
         "prevalence_clients": ch.prevalence or None,
     }
     a = ch.answers
@@ -169,7 +141,9 @@ def _of_pods(ch: Channel) -> str:
     return f" from {ch.pod_count} pods of {ch.client}" if ch.pod_count > 1 else ""
 
 
-def _bursts(ch: Channel, cfg: Config, private: str | None) -> list[_Candidate]:
+def _bursts(ch: Channel, cfg: Config, private: str | None, one_off: bool) -> list[_Candidate]:
+    """The burst rule on every window: on the one-off names (the verdict), or on all names
+    (what the hosts among them would have raised, to say why it stays quiet)."""
     b = cfg.burst
     spans: list[tuple[Span | None, int, int, bool]] = [
         (ch.short, b.short_min_distinct, b.encoded_min_distinct, False),
@@ -183,12 +157,17 @@ def _bursts(ch: Channel, cfg: Config, private: str | None) -> list[_Candidate]:
             continue
         if private and i > 0:  # the long and day windows: a private channel needs fewer
             base = max(b.info_min_distinct, math.ceil(base * cfg.judge.private_factor))
-        sev = burst_severity(span.names, base, enc_min, cfg)
+        names = span.one_off if one_off else span.names
+        sev = burst_severity(names, base, enc_min, cfg)
         if sev is None or (alerts_only and sev == "info"):
             continue
-        names = span.names
         ev = names.evidence(span.label, cfg.output.max_name_chars)
-        ev["threshold_distinct"] = base
+        ev.update(
+            distinct_names=span.names.distinct,
+            one_off_names=span.one_off.distinct,
+            host_names=span.hosts,
+            threshold_distinct=base,
+        )
         if private and i > 0:
             ev["private_channel"] = private
         score = min(
@@ -197,16 +176,21 @@ def _bursts(ch: Channel, cfg: Config, private: str | None) -> list[_Candidate]:
             + 0.5 * names.encoded_fraction
             + 0.25 * (sev == "critical"),
         )
+        counted = (
+            f"{names.distinct} one-off names (beside {span.hosts} host names)"
+            if one_off and span.hosts
+            else f"{names.distinct} distinct names"
+        )
         summary = (
-            f"{names.distinct} distinct names under {ch.domain} in {span.label}{_of_pods(ch)} "
+            f"{counted} under {ch.domain} in {span.label}{_of_pods(ch)} "
             f"({names.encoded_fraction:.0%} encoded-looking, ~{int(names.est_bytes)} bytes)"
         )
         out.append((sev, "subdomain_burst", score, summary, ev))
     return out
 
 
-def _encoded(ch: Channel, cfg: Config) -> list[_Candidate]:
-    names = ch.encoded
+def _encoded(ch: Channel, cfg: Config, one_off: bool) -> list[_Candidate]:
+    names = ch.encoded_one_off if one_off else ch.encoded
     if names is None or names.distinct == 0:
         return []
     n = cfg.names
@@ -229,7 +213,7 @@ def _encoded(ch: Channel, cfg: Config) -> list[_Candidate]:
 def behaviour(ch: Channel) -> dict[str, float]:
     """Flow-only signals in [0, 1], 1 = channel-like; their mean is the behaviour score. The
     model's score is one signal among them, never an alert on its own (docs/flow-model.md)."""
-    t, a, names = ch.timing, ch.answers, ch.long.names if ch.long else None
+    t, a, names = ch.timing, ch.answers, ch.long.one_off if ch.long else None
     if t is None or a is None or names is None:
         return {}
     regular = _clip(1.0 - t.gap_cv / 2.0) if t.gap_mean > 0 else 0.0
@@ -252,7 +236,7 @@ def behaviour(ch: Channel) -> dict[str, float]:
 def _behaviour(ch: Channel, cfg: Config) -> tuple[list[_Candidate], str | None]:
     signals = behaviour(ch)
     f = cfg.flows
-    names = ch.long.names if ch.long else None
+    names = ch.long.one_off if ch.long else None
     if not signals or names is None or names.distinct < f.min_distinct:
         return [], None
     assert ch.timing is not None and ch.answers is not None
@@ -294,11 +278,18 @@ def _behaviour(ch: Channel, cfg: Config) -> tuple[list[_Candidate], str | None]:
 
 
 def judge(ch: Channel, cfg: Config) -> Finding | None:
-    """The one finding a channel deserves now, or None."""
+    """The one finding a channel deserves now, or None. The rules count the one-off names;
+    where only its hosts would have raised the channel, it is info and says which principle
+    set them aside (a heartbeat's repeats never hide the one-off chunks beside it)."""
     private = private_channel(ch, cfg)
-    candidates = _bursts(ch, cfg, private) + _encoded(ch, cfg)
+    candidates = _bursts(ch, cfg, private, True) + _encoded(ch, cfg, True)
     flow, missed = _behaviour(ch, cfg)
     candidates += flow
+    hosts = None
+    if ch.hosts.total and not any(c[0] != "info" for c in candidates):
+        every = _bursts(ch, cfg, None, False) + _encoded(ch, cfg, False)
+        if every:
+            candidates, hosts = every, hosts_reason(ch, cfg)
     if not candidates:
         return None
     # Most severe; on a tie by _KIND_ORDER, then the higher score.
@@ -306,17 +297,16 @@ def judge(ch: Channel, cfg: Config) -> Finding | None:
         candidates,
         key=lambda c: (SEVERITY_RANK[c[0]], _KIND_ORDER[c[1]], c[2], c[4]["distinct_names"]),
     )
-    hosts = hosts_reason(ch, cfg)
-    odd = any(s.names.odd for s in ch.spans()) or (ch.encoded is not None and ch.encoded.odd)
     evidence = {**ev, **_common(ch, cfg)}
     # Every rule that raised the channel, so a reader sees all of the case.
     evidence["reasons"] = [f"{c[1]} {c[0]}: {c[3]}" for c in candidates if c[0] != "info"]
     for c in flow:
         if c[0] != "info" and kind != c[1]:
             evidence.update({k: c[4][k] for k in ("behaviour", "behaviour_score", "gates")})
-    if hosts and not odd:
+    if hosts:
         sev = "info"
         evidence["quieted_by"], evidence["why_not_alerted"] = hosts
+        evidence["reasons"] = []
     elif sev == "info" and missed:
         evidence["why_not_alerted"] = missed
     return Finding(kind, sev, ch.source, ch.domain, score, summary, evidence)

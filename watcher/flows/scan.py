@@ -15,7 +15,6 @@ from typing import Any
 
 from watcher.config import Config
 from watcher.detect import judge, judge_evidence
-from watcher.detect.judge import hosts_reason
 from watcher.evidence import Evidence
 from watcher.findings import SEVERITY_RANK, Finding, report, sort_findings
 from watcher.flows.source import FlowSource
@@ -62,23 +61,23 @@ class FlowScan:
         return sort_findings(self._judge(self.source.evidence()))
 
     def exported(self) -> list[Exported]:
-        """Channels worth summing across nodes: at least flows.export_min_distinct new names
-        that this node's judge does not call hosts (addresses, repetition, shared names), most
-        names first, at most flows.export_max_channels."""
+        """Channels worth summing across nodes: at least flows.export_min_distinct one-off
+        names (names this node's judge does not call hosts), most names first, at most
+        flows.export_max_channels."""
         f = self.cfg.flows
         out = []
         for s in self.window.candidates(f.export_min_distinct):
             ch = to_channel(s, self.cfg)
-            if ch.long is None or hosts_reason(ch, self.cfg) is not None:
+            if ch.long is None or ch.long.one_off.distinct < f.export_min_distinct:
                 continue
             found = judge(ch, self.cfg)
             out.append(
                 Exported(
                     ch.client,
                     ch.domain,
-                    ch.short.names.distinct if ch.short else 0,
-                    ch.long.names.distinct,
-                    ch.long.names.encoded,
+                    ch.short.one_off.distinct if ch.short else 0,
+                    ch.long.one_off.distinct,
+                    ch.long.one_off.encoded,
                     found is not None and found.is_alert,
                 )
             )

@@ -60,6 +60,12 @@ class PairSummary:
     day_new: int = 0
     day_encoded: int = 0
     day_bytes: float = 0.0
+    # The one-off names (not hosts, see watcher.channel.Hosts) per window: (names, encoded-
+    # looking, queries); None: no name is a host, the window's figures are the one-off ones.
+    short_one_off: tuple[int, int, int] | None = None
+    long_one_off: tuple[int, int, int] | None = None
+    day_one_off: tuple[int, int, int] | None = None
+    hosts: tuple[int, int, int] = (0, 0, 0)  # the widest window's hosts: shared, spread, answered
 
     @property
     def real_address_share(self) -> float:

@@ -22,7 +22,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from watcher.channel import Answers, Channel, NameSet, Span, Timing, odd_name
+from watcher.channel import Answers, Channel, Hosts, NameSet, Span, Timing, odd_name
 from watcher.config import Config, day_history_needed
 from watcher.domains import DomainRules, registered_domain_uncached, subdomain_part
 from watcher.flows.model import QUERY_FEATURES, pair_vector, query_features, shipped
@@ -78,6 +78,38 @@ D_SIZE = 5
 DAY_SLOT = 3600.0
 
 
+# Each name's code, one int: when it was first asked (seconds after the pair's first flow), a
+# hash of the pod that first asked it, how often it was asked (up to 255), and flags. The
+# judge's principles hold per name (docs/detection.md): a name is a host when another pod asks
+# it (N_SHARED), when it is asked again long after its first ask (N_SPREAD), or when it is
+# asked again and always answered with addresses (N_REASKED, N_ADDRESS, no N_FAILED; plain
+# names only, never for a wildcard). Names with a character no host has (N_ODD) never are.
+N_SHARED, N_REASKED, N_SPREAD, N_ADDRESS, N_FAILED, N_ENCODED, N_ODD = 1, 2, 4, 8, 16, 32, 64
+ASKS_SHIFT, POD_SHIFT, TIME_SHIFT = 8, 16, 32
+_FLAGS, _ASKS, _POD = 0xFF, 0xFF << ASKS_SHIFT, 0xFFFF << POD_SHIFT
+# What a host count is kept by (Hosts' fields), in order: shared, spread, answered.
+SHARED_I, SPREAD_I, ANSWERED_I = 0, 1, 2
+
+
+def pod_tag(pod: str) -> int:
+    """16 bits telling the pods of a pair apart (a collision makes two pods one: rare)."""
+    return hash(pod) & 0xFFFF
+
+
+def host_kind(code: int, wildcard: bool) -> int:
+    """Which principle makes the name a host (SHARED_I, SPREAD_I, ANSWERED_I), or -1."""
+    f = code & _FLAGS
+    if f & N_ODD:
+        return -1
+    if f & N_SHARED:
+        return SHARED_I
+    if f & N_SPREAD:
+        return SPREAD_I
+    if not wildcard and f & (N_REASKED | N_ADDRESS | N_FAILED | N_ENCODED) == N_REASKED | N_ADDRESS:
+        return ANSWERED_I
+    return -1
+
+
 def stats(first: float) -> array[float]:
     a = array("d", [0.0]) * STATS  # exact size (from bytes it is over-allocated)
     a[FIRST] = a[LAST] = first
@@ -107,11 +139,12 @@ class PairState:
     workload: str
     domain: str
     stats: array[float]  # see STATS
-    # The names, oldest first: while one pod asks them and they are few, a tuple (each was
-    # first asked by `pod`; a dict costs 232 B); then name -> the pod that first asked it
-    # ("" once another pod asked it too).
-    names: tuple[str, ...] | dict[str, str] = ()
+    # The names, oldest first: while one pod asks them and they are few, a tuple with their
+    # codes (see N_SHARED) in `codes` (a dict costs 232 B); then name -> code.
+    names: tuple[str, ...] | dict[str, int] = ()
+    codes: array[int] | None = None
     shared: int = 0  # names asked by two or more pods: hosts, not one sender's payload
+    hosty: bool = False  # some name may be a host (then summaries look at every name)
     # Starts of the latest judge.repeat_step steps in which a name was asked again (bounded).
     reasks: list[float] | None = None
     # requests, new names, encoded-looking and address-named new names, payload characters and
@@ -136,6 +169,26 @@ class PairState:
     samples: tuple[str, ...] = ()  # most payload-like names, best first (scores in stats)
     longest: int = 0  # longest new name, characters
     odd: bool = False  # a new name had a character no host name has
+
+    def code_of(self, name: str) -> int | None:
+        names = self.names
+        if isinstance(names, dict):
+            return names.get(name)
+        if name in names and self.codes is not None:
+            return self.codes[names.index(name)]
+        return None
+
+    def set_code(self, name: str, code: int) -> None:
+        names = self.names
+        if isinstance(names, dict):
+            names[name] = code
+        elif self.codes is not None:
+            self.codes[names.index(name)] = code
+
+    def all_codes(self) -> list[int] | array[int]:
+        if isinstance(self.names, dict):
+            return list(self.names.values())
+        return self.codes if self.codes is not None else []
 
     def pod_counts(self) -> dict[str, int]:
         if self.pods is not None:
@@ -206,6 +259,8 @@ class FlowWindow:
         self.day_needed = day_history_needed(cfg)
         self.day_slots: dict[tuple[str, str], array[float]] = {}  # pairs with folded slots
         self.repeat_step = cfg.judge.repeat_step
+        # A re-ask this long after the first ask is a host's (the metrics path's steps).
+        self.spread_after = cfg.judge.repeat_step * cfg.judge.repeat_min_slots
         self.keep = max(1, math.ceil(cfg.windows.long / self.step))
         self.short_buckets = max(1, math.ceil(cfg.windows.short / self.step))
         self.evicted: list[PairSummary] = []  # judged by the caller, then cleared
@@ -253,6 +308,12 @@ class FlowWindow:
             self._request(st, f, name)
 
     def _answer(self, st: PairState, f: DnsFlow) -> None:
+        code = st.code_of(f.query)
+        if code is not None:
+            flag = N_ADDRESS if f.rcode == 0 and f.ips else N_FAILED if f.rcode else 0
+            if flag and not code & flag:
+                st.set_code(f.query, code | flag)
+                st.hosty = st.hosty or bool(code & N_REASKED)
         st.responses += 1
         if f.rcode == 3:
             st.nxdomain += 1
@@ -313,27 +374,52 @@ class FlowWindow:
             bk[o + B_REQUESTS] += 1
         names = st.names
         if isinstance(names, tuple) and (st.pods is not None or len(names) >= SMALL_NAMES):
-            names = st.names = dict.fromkeys(names, st.pod)
-        first = (st.pod if name in names else None) if isinstance(names, tuple) else names.get(name)
-        if first is not None:
-            slot = f.time - f.time % self.repeat_step
-            if not same_lookup and (not st.reasks or st.reasks[-1] != slot):
-                if st.reasks is None:
-                    st.reasks = []
-                st.reasks.append(slot)
-                if len(st.reasks) > REASKS_KEPT:
-                    del st.reasks[0]
-            if first and first != f.source and isinstance(names, dict):
-                names[name] = ""
+            names = st.names = dict(zip(names, st.codes or (), strict=True))
+            st.codes = None
+        code = st.code_of(name)
+        tag = pod_tag(f.source)
+        if code is not None:
+            flags = code & _FLAGS
+            if not same_lookup:
+                slot = f.time - f.time % self.repeat_step
+                if not st.reasks or st.reasks[-1] != slot:
+                    if st.reasks is None:
+                        st.reasks = []
+                    st.reasks.append(slot)
+                    if len(st.reasks) > REASKS_KEPT:
+                        del st.reasks[0]
+                flags |= N_REASKED
+                if f.time - st.first - (code >> TIME_SHIFT) >= self.spread_after:
+                    flags |= N_SPREAD
+                if (code & _ASKS) != _ASKS:
+                    code += 1 << ASKS_SHIFT
+            if (code & _POD) >> POD_SHIFT != tag and not flags & N_SHARED:
+                flags |= N_SHARED
                 st.shared += 1
+            if flags != code & _FLAGS:
+                st.set_code(name, (code & ~_FLAGS) | flags)
+                st.hosty = True
+            elif not same_lookup:
+                st.set_code(name, code)
             return
+        s = _shape(name, st.domain)
+        odd = odd_name(name)
+        code = (
+            (max(0, int(f.time - st.first)) << TIME_SHIFT)
+            | (tag << POD_SHIFT)
+            | (1 << ASKS_SHIFT)
+            | (N_ENCODED if s.score >= self.cfg.names.min_score else 0)
+            | (N_ODD if odd else 0)
+        )
         if isinstance(names, tuple):
             st.names = (*names, name)
+            if st.codes is None:
+                st.codes = array("q")
+            st.codes.append(code)
         else:
-            names[name] = f.source
+            names[name] = code
             if len(names) > self.cfg.flows.max_names_per_pair:
                 del names[next(iter(names))]
-        s = _shape(name, st.domain)
         bk[o + B_NEW] += 1
         bk[o + B_PAYLOAD] += s.payload_chars
         bk[o + B_BYTES] += s.est_bytes
@@ -350,7 +436,7 @@ class FlowWindow:
             a[ENTROPY_MAX] = s.entropy
         if len(name) > st.longest:
             st.longest = len(name)
-        st.odd = st.odd or odd_name(name)
+        st.odd = st.odd or odd
         welford_add(a, SCORES, s.score)
         # The best five names by score, best first (ties: the earlier name stays ahead).
         samples, k = st.samples, len(st.samples)
@@ -408,6 +494,15 @@ class FlowWindow:
             )
         gap_mean = a[GAPS + 1]
         gap_cv = welford_std(a, GAPS) / gap_mean if gap_mean > 0 else 0.0
+        long_new = int(total(long_b, B_NEW))
+        one_off: list[tuple[int, int, int] | None] = [None, None, None]
+        hosts = (0, 0, 0)
+        if st.hosty:
+            froms = (short_from, long_from, at - self.day if day[0] >= 0 else math.inf)
+            news = (total(short_b, B_NEW), long_new, day[1])
+            encs = (total(short_b, B_ENCODED), total(long_b, B_ENCODED), day[2])
+            wildcard = st.distinct_addresses() < 0.3 * min(max(long_new, 1), 1024)
+            one_off, hosts = _tally(st, self.step, froms, news, encs, wildcard)
         pods = st.pod_counts()
         top = sorted(pods.items(), key=lambda kv: -kv[1])[:5]
         return PairSummary(
@@ -417,7 +512,7 @@ class FlowWindow:
             source=top[0][0] if top else st.workload,
             pods=len(pods),
             short_new=int(total(short_b, B_NEW)),
-            long_new=int(total(long_b, B_NEW)),
+            long_new=long_new,
             long_requests=int(total(long_b, B_REQUESTS)),
             encoded_new=int(total(long_b, B_ENCODED)),
             address_new=int(total(long_b, B_ADDRESS)),
@@ -461,6 +556,10 @@ class FlowWindow:
             day_new=int(day[1]) if day[0] >= 0 else 0,
             day_encoded=int(day[2]) if day[0] >= 0 else 0,
             day_bytes=day[3] if day[0] >= 0 else 0.0,
+            short_one_off=one_off[0],
+            long_one_off=one_off[1],
+            day_one_off=one_off[2],
+            hosts=hosts,
         )
 
     def candidates(self, least: int) -> list[PairSummary]:
@@ -517,6 +616,42 @@ class FlowWindow:
         frame = frame.reindex(grid)
         # Steps with no request inside a source's life are zeros; before its first, unknown.
         return frame.fillna(0.0).where(frame.notna().cummax())
+
+
+def _tally(
+    st: PairState,
+    step: float,
+    froms: tuple[float, float, float],
+    news: tuple[float, float, float],
+    encs: tuple[float, float, float],
+    wildcard: bool,
+) -> tuple[list[tuple[int, int, int] | None], tuple[int, int, int]]:
+    """Per window (short, long, day: the bucket starts at or after `froms`), the one-off
+    names (new names less those that are hosts), their encoded-looking ones and queries; and
+    the widest window's hosts by principle. A name forgotten (flows.max_names_per_pair) counts
+    as one-off: what is not known to be a host is a payload candidate."""
+    hosts = [[0, 0, 0] for _ in froms]
+    enc_hosts = [0, 0, 0]
+    queries = [0, 0, 0]
+    first = st.first
+    for code in st.all_codes():
+        t = first + (code >> TIME_SHIFT)
+        start = t - t % step
+        kind = host_kind(code, wildcard)
+        for w, since in enumerate(froms):
+            if start < since:
+                continue
+            if kind < 0:
+                queries[w] += (code & _ASKS) >> ASKS_SHIFT
+            else:
+                hosts[w][kind] += 1
+                enc_hosts[w] += bool(code & N_ENCODED)
+    one_off: list[tuple[int, int, int] | None] = []
+    for w in range(3):
+        n = max(0, int(news[w]) - sum(hosts[w]))
+        one_off.append((n, max(0, int(encs[w]) - enc_hosts[w]), max(n, queries[w])))
+    widest = 2 if froms[2] != math.inf else 1
+    return one_off, (hosts[widest][0], hosts[widest][1], hosts[widest][2])
 
 
 def _fold(
@@ -593,26 +728,62 @@ def to_channel(s: PairSummary, cfg: Config) -> Channel:
             samples=tuple(s.samples),
         )
 
+    def span(
+        seconds: float,
+        all_names: NameSet,
+        one_off: tuple[int, int, int] | None,
+    ) -> Span:
+        if one_off is None:
+            return Span(seconds, all_names, all_names)
+        n, enc, queries = one_off
+        share = n / all_names.distinct if all_names.distinct else 0.0
+        return Span(
+            seconds,
+            all_names,
+            replace(
+                all_names,
+                distinct=n,
+                queries=float(queries),
+                encoded=enc,
+                est_bytes=round(all_names.est_bytes * share),
+            ),
+        )
+
     model = shipped()
-    long = names(s.long_new, s.long_requests, s.encoded_new, s.est_bytes)
+    long = span(
+        cfg.windows.long,
+        names(s.long_new, s.long_requests, s.encoded_new, s.est_bytes),
+        s.long_one_off,
+    )
+    enc_one_off = s.long_one_off[1] if s.long_one_off is not None else s.encoded_new
     return Channel(
         client=s.workload,
         domain=s.domain,
         at=s.at,
         pods=s.pod_names or (s.source,),
         pod_count=max(s.pods, 1),
-        short=Span(
-            cfg.windows.short, names(s.short_new, s.short_requests, s.short_encoded, s.short_bytes)
+        short=span(
+            cfg.windows.short,
+            names(s.short_new, s.short_requests, s.short_encoded, s.short_bytes),
+            s.short_one_off,
         )
         if s.short_new
         else None,
-        long=Span(cfg.windows.long, long),
-        day=Span(s.day_seconds, names(s.day_new, s.day_requests, s.day_encoded, s.day_bytes))
+        long=long,
+        day=span(
+            s.day_seconds,
+            names(s.day_new, s.day_requests, s.day_encoded, s.day_bytes),
+            s.day_one_off,
+        )
         if s.day_seconds and s.day_new > s.long_new
         else None,
-        encoded=replace(long, distinct=s.encoded_new, encoded=s.encoded_new)
+        encoded=replace(long.names, distinct=s.encoded_new, encoded=s.encoded_new)
         if s.encoded_new
         else None,
+        encoded_one_off=replace(long.one_off, distinct=enc_one_off, encoded=enc_one_off)
+        if enc_one_off
+        else None,
+        hosts=Hosts(*s.hosts),
         repeat_slots=s.reask_slots,
         shared_names=s.shared,
         prevalence=s.prevalence,

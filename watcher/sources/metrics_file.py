@@ -38,6 +38,7 @@ from watcher.window import (
     reask_bit,
     response_labels,
     source_name,
+    step_of,
 )
 
 _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(,?)')
@@ -246,13 +247,16 @@ class MetricsFileSource(WindowSource):
                 span = 0.0
         day_from = at - span if span else long_from
         base_from = at - buckets * step
-        # Per series: (source, name kept for the windows or "", last value, last time).
+        # Per series: (source, name kept for the windows or "", last value, last time, first
+        # time).
         series: dict[str, list[Any]] = {}
         short: dict[tuple[str, str], float] = {}
         long: dict[tuple[str, str], float] = {}
         day: dict[tuple[str, str], float] = {}
         reasks: dict[tuple[str, str], int] = {}
+        births: dict[tuple[str, str], int] = {}
         rstep = cfg.judge.repeat_step
+        before = int(cfg.windows.long // rstep)  # first asked before the long window
         volume: dict[str, np.ndarray] = {}
         disordered = 0
         for block, labels, value, stamp in samples(self.path, lab.metric, Survey()):
@@ -264,7 +268,7 @@ class MetricsFileSource(WindowSource):
                 source = source_name(labels, lab.source)
                 name = normalize(labels.get(lab.query, ""))
                 keep = name if name and not self._in_cluster(name) else ""
-                state = series[block] = [source, keep, None, -np.inf]
+                state = series[block] = [source, keep, None, -np.inf, t]
             prev, prev_t = state[2], state[3]
             if t < prev_t:
                 disordered += 1  # a history must list each series' samples in time order
@@ -284,6 +288,11 @@ class MetricsFileSource(WindowSource):
                     long[pair] = long.get(pair, 0.0) + delta
                     if prev is not None:  # asked again after its first ask
                         reasks[pair] = reasks.get(pair, 0) | reask_bit(at, t, rstep)
+                    # The oldest first ask of the pair's series (A and AAAA are two).
+                    first_t = state[4]
+                    born = step_of(at, first_t, rstep) if first_t > long_from else before
+                    if born > births.get(pair, -1):
+                        births[pair] = born
                     if t > short_from:
                         short[pair] = short.get(pair, 0.0) + delta
             if history and t > base_from:
@@ -326,6 +335,7 @@ class MetricsFileSource(WindowSource):
             day_seconds=span,
             day=_frame(day) if span else empty_names(),
             reasks=reasks,
+            births=births,
             answers=answers,
         )
 

@@ -125,10 +125,11 @@ def names(
 
 
 def reasks(sel: str, step: float, source_labels: list[str], query_label: str) -> str:
-    """Per (source, name) and step: asked again in that step (evaluate as a range query with
-    this step). increase() never sees a series' first ask, which is what a re-ask excludes."""
+    """Per (source, name) and step: how often asked again in that step (evaluate as a range
+    query with this step). increase() never sees a series' first ask, which is what a re-ask
+    excludes; the zeros stay, so the first point tells when the name was first asked."""
     labels = by([*with_host(source_labels), query_label])
-    return f"sum by ({labels}) (increase({sel}[{promql_duration(step)}])) > 0"
+    return f"sum by ({labels}) (increase({sel}[{promql_duration(step)}]))"
 
 
 def volume(sel: str, step: float, source_labels: list[str]) -> str:

@@ -21,9 +21,9 @@ from watcher.window import (
     RESPONSES,
     answer_of,
     empty_names,
-    reask_bit,
     response_labels,
     shape_prefilter,
+    step_of,
 )
 
 Selector = Callable[..., Callable[[list[str]], str]]  # matchers -> (split part -> selector)
@@ -34,7 +34,7 @@ BATCH = 100  # zones per grouped fetch: a regex of thousands of alternatives is 
 VALUES_CHARS = 3000
 VALUES_QUERIES = 20  # beyond this many, one regex query costs less
 ANSWER_NAMES = 48  # names per (workload, zone) whose answers are looked up: a fair sample
-REASK_NAMES = 32  # repeated names looked up per (workload, zone): enough to see a spread
+REASK_NAMES = 256  # repeated names of one client looked up per (workload, zone)
 
 
 def span_names(
@@ -192,19 +192,23 @@ def shaped(scope: Scope, at: float, sel: Selector) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def reasks(scope: Scope, at: float, tables: list[pd.DataFrame]) -> dict[tuple[str, str], int]:
-    """For names asked more than once in the long window (the only ones repetition can
-    quiet), the steps in which each was asked again: increase() per step, which never sees
-    a series' first ask. The most queried REASK_NAMES per (workload, zone), fetched by
-    exact value."""
+def reasks(
+    scope: Scope, at: float, tables: list[pd.DataFrame]
+) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
+    """For names one client asked more than once in the long window (the only ones
+    repetition can make hosts: a name two clients ask is a host already), the steps in which
+    each was asked again (increase() per step, which never sees a series' first ask) and the
+    step of its first ask (the step before its first point: births). At most REASK_NAMES per
+    (workload, zone), fetched by exact value; the others stay one-off."""
     cfg, lab = scope.cfg, scope.cfg.labels
     frames = [t for t in tables if not t.empty]
     if not frames:
-        return {}
+        return {}, {}
     rows = pd.concat(frames).drop_duplicates(["source", "name"])
-    rows = rows[rows["queries"] >= 2]
+    askers = rows.groupby("name")["source"].transform("size")
+    rows = rows[(rows["queries"] >= 2) & (askers == 1)]
     if rows.empty:
-        return {}
+        return {}, {}
     top = (
         _keyed(scope, rows)
         .sort_values("queries", ascending=False)
@@ -214,6 +218,7 @@ def reasks(scope: Scope, at: float, tables: list[pd.DataFrame]) -> dict[tuple[st
     step = cfg.judge.repeat_step
     start = at - cfg.windows.long + step
     out: dict[tuple[str, str], int] = {}
+    births: dict[tuple[str, str], int] = {}
 
     def fetch(batch: list[str]) -> list[dict[str, Any]]:
         exact = f"{lab.query}=~{promql_string(_exact_names(batch))}"
@@ -230,12 +235,14 @@ def reasks(scope: Scope, at: float, tables: list[pd.DataFrame]) -> dict[tuple[st
     for res in each_batch(scope, batches, fetch, "re-asks of repeated names"):
         for r in res:
             pair = (scope.source_of(r["metric"]), normalize(r["metric"].get(lab.query, "")))
-            mask = out.get(pair, 0)
+            mask, birth = out.get(pair, 0), births.get(pair, 0)
             for t, v in r.get("values", ()):
+                bit = step_of(at, float(t), step)
+                birth = max(birth, bit + 1)  # a first point needs two samples: one step on
                 if float(v) > 0:
-                    mask |= reask_bit(at, float(t), step)
-            out[pair] = mask
-    return out
+                    mask |= 1 << bit
+            out[pair], births[pair] = mask, birth
+    return out, births
 
 
 def answers(scope: Scope, at: float, long: pd.DataFrame) -> dict[tuple[str, str], int]:

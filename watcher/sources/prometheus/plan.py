@@ -91,7 +91,7 @@ class PrometheusSource(WindowSource):
             # the label check): count, to tell a missing metric or one gone absent
             scope.warnings.extend(checks.diagnose(self.client, cfg, at).warnings)
         show("looking up when repeated names were asked again", 3, 5)
-        reasks = names.reasks(scope, at, [got["long"], got["shaped"]])
+        reasks, births = names.reasks(scope, at, [got["long"], got["shaped"]])
         answers = names.answers(scope, at, got["long"])
         self.progress.finish()
         return Window(
@@ -108,6 +108,7 @@ class PrometheusSource(WindowSource):
             day_seconds=day,
             day=got.get("day", empty_names()),
             reasks=reasks,
+            births=births,
             prevalence=prevalence,
             answers=answers,
         )
