@@ -6,7 +6,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from watcher.simulate import FAMILIES, SCRAPE, Cluster, Pod, add_family, add_incident, base_cluster
+from watcher.simulate import (
+    FAMILIES,
+    MORE_FAMILIES,
+    SCRAPE,
+    Cluster,
+    Pod,
+    add_family,
+    add_incident,
+    base_cluster,
+)
 
 
 @dataclass
@@ -18,6 +27,7 @@ class Composite:
     private_hosts_source: str = ""
     rerequeried_sources: list[str] = field(default_factory=list)
     benign: list[str] = field(default_factory=list)  # workloads of benign look-alike families
+    responses: bool = False  # the history has hubble_dns_responses_total too
 
     def at(self, minute: int) -> int:
         return self.cluster.start + minute * SCRAPE
@@ -252,4 +262,45 @@ def channels(seed: int = 41) -> Composite:
         c, "tunnel", rng, domain="t.fast-tunnel.example", at=200, duration=10, rate=20
     )
     comp.incidents["fast base32 tunnel"] = (src, "fast-tunnel.example", 210)
+    return comp
+
+
+def covert(seed: int = 51) -> Composite:
+    """6 h of the base cluster with what issue 30 named: an attacker's own traffic as cover.
+    A beacon asking one name a minute all day, beside its tasking burst (60 base32 names in
+    10 min) and its download (237 base64 names); 60 base32 chunks beside a 30 s heartbeat;
+    250 one-off word names in 12 min to a zone whose server answers every name with its own
+    address. Benign counterparts: a health check asking one name of a rare domain every 30 s
+    all day, 40 per-tenant SaaS hosts re-asked all day, and the families of
+    watcher.simulate.FAMILIES. With the responses metric (answers per name)."""
+    c = base_cluster(6, seed=seed)
+    rng = np.random.default_rng(seed + 3)
+    comp = Composite(c, responses=True)
+    for family in FAMILIES:
+        comp.benign.append(add_family(c, family, rng))
+    src = add_incident(c, "heartbeat", rng, domain="cdn-beacon.example", at=0, duration=360,
+                       rate=1, encoding="words")  # fmt: skip
+    add_incident(c, "tunnel", rng, source=src, domain="cdn-beacon.example", at=180, duration=10,
+                 rate=6, encoding="base32")  # fmt: skip
+    add_incident(c, "tunnel", rng, source=src, domain="cdn-beacon.example", at=260, duration=20,
+                 rate=12, encoding="base64")  # fmt: skip
+    comp.incidents["a beacon's heartbeat beside its tasking burst"] = (
+        src,
+        "cdn-beacon.example",
+        190,
+    )
+    src = add_incident(c, "heartbeat", rng, domain="sync-hb.example", at=0, duration=360,
+                       rate=2, encoding="words")  # fmt: skip
+    add_incident(c, "tunnel", rng, source=src, domain="sync-hb.example", at=120, duration=30,
+                 rate=2, encoding="base32")  # fmt: skip
+    comp.incidents["base32 chunks beside a 30 s heartbeat"] = (src, "sync-hb.example", 130)
+    src = add_incident(c, "tunnel", rng, domain="w.cover-words.example", at=300, duration=12,
+                       rate=21, encoding="words", answers="addresses")  # fmt: skip
+    comp.incidents["one-off names answered with addresses by their own server"] = (
+        src,
+        "cover-words.example",
+        310,
+    )
+    for family in MORE_FAMILIES:  # a health check of a rare domain, SaaS tenants' hosts
+        comp.benign.append(add_family(c, family, rng))
     return comp

@@ -144,7 +144,7 @@ class PrometheusServer:
         self.log.close()
 
 
-def history_text(cluster: Cluster, instance: bool = False) -> str:
+def history_text(cluster: Cluster, instance: bool = False, responses: bool = False) -> str:
     buf = io.StringIO()
-    write_openmetrics(cluster, buf, instance=instance)
+    write_openmetrics(cluster, buf, instance=instance, responses=responses)
     return buf.getvalue()

@@ -30,7 +30,8 @@ def composite_fixtures(make: Callable[[], Composite], name: str) -> tuple[Any, A
         history: Composite, tmp_path_factory: pytest.TempPathFactory
     ) -> Iterator[PrometheusServer]:
         server = PrometheusServer(
-            tmp_path_factory.mktemp(f"prom-{name}"), history_text(history.cluster, instance=True)
+            tmp_path_factory.mktemp(f"prom-{name}"),
+            history_text(history.cluster, instance=True, responses=history.responses),
         )
         yield server
         server.stop()
@@ -38,7 +39,8 @@ def composite_fixtures(make: Callable[[], Composite], name: str) -> tuple[Any, A
     @pytest.fixture(scope="module")
     def history_file(history: Composite, tmp_path_factory: pytest.TempPathFactory) -> Path:
         path = tmp_path_factory.mktemp(f"{name}-file") / "history.om"
-        path.write_text(history_text(history.cluster, instance=True), encoding="utf-8")
+        text = history_text(history.cluster, instance=True, responses=history.responses)
+        path.write_text(text, encoding="utf-8")
         return path
 
     @pytest.fixture(params=["prometheus", "file"])

@@ -34,22 +34,19 @@ ODD = [
 ]
 
 
+def leaking(pod: str, names: list[str], minutes: int = 30) -> Pod:
+    """A pod asking each name once (a leak's one-off chunks), spread over `minutes`."""
+    ns, _, name = pod.partition("/")
+    p = Pod(ns, name, 0, 0, minutes, ["api.example.com"], np.ones(1), 0)
+    p.extra = [(i * minutes // len(names), n, "TXT", 1) for i, n in enumerate(names)]
+    return p
+
+
 def hostile_cluster() -> Cluster:
     rng = np.random.default_rng(3)
     names = ODD + [f"{rng.bytes(24).hex()}{i}.hostile.example" for i in range(60)]
     c = Cluster(minutes=30, start=START)
-    c.pods.append(
-        Pod(
-            "evil",
-            "ransom-7d9f8b7c6-x2x4q",
-            0,
-            0,
-            30,
-            names,
-            np.full(len(names), 1 / len(names)),
-            30,
-        )
-    )
+    c.pods.append(leaking("evil/ransom-7d9f8b7c6-x2x4q", names))
     return c
 
 
@@ -152,7 +149,7 @@ def test_slack_messages_neutralise_hostile_names(tmp_path: Path) -> None:
     rng = np.random.default_rng(5)
     names = ODD + [f"{rng.bytes(20).hex()}{i}.hostile.example" for i in range(36)]  # 45 < 50
     c = Cluster(minutes=30, start=START)
-    c.pods.append(Pod("evil", "ransom-7d9f8b7c6-x2x4q", 0, 0, 30, names, np.full(45, 1 / 45), 30))
+    c.pods.append(leaking("evil/ransom-7d9f8b7c6-x2x4q", names))
     path = tmp_path / "h.om"
     path.write_text(history_text(c), encoding="utf-8")
     cfg = tmp_path / "c.yaml"  # show every name, and a short window covering all of them
@@ -217,9 +214,7 @@ def breakers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Prometh
     rng = np.random.default_rng(5)
     names = BREAKERS + [f"{rng.bytes(20).hex()}{i}.breakers.example" for i in range(50)]
     c = Cluster(minutes=30, start=START)
-    c.pods.append(
-        Pod("evil", "odd-7d9f8b7c6-x2x4q", 0, 0, 30, names, np.full(len(names), 1 / len(names)), 30)
-    )
+    c.pods.append(leaking("evil/odd-7d9f8b7c6-x2x4q", names))
     text = history_text(c)
     server = PrometheusServer(tmp_path_factory.mktemp("prom-breakers"), text)
     yield server, text
@@ -238,7 +233,7 @@ def test_no_label_value_breaks_a_scan_and_prometheus_agrees_with_the_file(
     assert a["warnings"] == [] and _key(a) == _key(b)
     [burst] = [f for f in a["findings"] if f["domain"] == "breakers.example"]
     assert burst["severity"] in ("warning", "critical")
-    assert burst["evidence"]["distinct_names"] >= 50 + 5
+    assert burst["evidence"]["distinct_names"] >= 50
 
 
 class _Gateway(http.server.BaseHTTPRequestHandler):

@@ -364,6 +364,11 @@ def _one_off(
 _RANK = {SHARED: 3, SPREAD: 2, ANSWERED: 1}
 
 
+def _answered_alike(bits: int) -> bool:
+    """Answered with addresses and never failed (an empty answer is AAAA's beside A)."""
+    return bool(bits & ANSWER_ADDRESS) and not bits & (ANSWER_NXDOMAIN | ANSWER_OTHER)
+
+
 def _host_names(
     window: Window,
     cfg: Config,
@@ -389,10 +394,10 @@ def _host_names(
             elif spread_reask(window.reasks.get(pair, 0), window.births.get(pair), steps):
                 found = SPREAD
             elif (
-                # Re-asked and always answered with addresses. The responses metric counts
-                # addresses without naming them, so a wildcard cannot be told from hosts:
-                # only plain names are trusted to it, never encoded-looking ones.
-                queries >= 2 and window.answers.get(pair, 0) == ANSWER_ADDRESS and score < min_score
+                # Re-asked and answered with addresses, never failed. The responses metric
+                # counts addresses without naming them, so a wildcard cannot be told from
+                # hosts: only plain names are trusted to it, never encoded-looking ones.
+                queries >= 2 and _answered_alike(window.answers.get(pair, 0)) and score < min_score
             ):
                 found = ANSWERED
             else:

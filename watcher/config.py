@@ -123,6 +123,17 @@ class BurstConfig(_Section):
             "encoded_min_distinct scaled to the day (48), as suspicious_name already sees a few."
         ),
     )
+    short_min_bytes: int = Field(
+        1024,
+        ge=0,
+        description=(
+            "Estimated payload bytes a short-window burst of plain one-off names must carry "
+            "when the channel also has hosts: a fast tunnel beside its cover moves kilobytes "
+            "in ten minutes; forty stale names beside a zone's real hosts (NXDOMAIN) carry a "
+            "few hundred. Channels without hosts, encoded-looking bursts and the long and day "
+            "windows need none."
+        ),
+    )
     encoded_min_distinct: int = Field(
         12,
         ge=2,
@@ -221,14 +232,14 @@ class JudgeConfig(_Section):
         ),
     )
     repeat_min_slots: int = Field(
-        4,
+        3,
         ge=2,
         description=(
-            "Names re-asked (distinct/queries below burst.min_unique_ratio) are hosts only when "
-            "the re-asks fall in at least this many repeat_step steps of the long window: a "
-            "retry loop asking three names 43 times in two minutes touches two steps (three "
-            "where a 60 s scrape delays what Prometheus sees), a host set re-asked over hours "
-            "touches dozens."
+            "A name is a host by repetition once its asks (the first and the re-asks) fall in "
+            "at least this many repeat_step steps, or span that many: a cache expiring asks "
+            "again minutes or hours later. A retry loop asking three names 43 times in two "
+            "minutes touches two steps. Judged per name: a heartbeat's repeats never make the "
+            "one-off chunks beside it hosts."
         ),
     )
     shared_fraction: float = Field(

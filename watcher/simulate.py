@@ -158,6 +158,10 @@ class Pod:
     rate_at: Callable[[int], float] = field(default=lambda m: 1.0)
     # (minute) -> extra names queried that minute (tunnels), with their qtype
     extra: list[tuple[int, str, str, int]] = field(default_factory=list)
+    # How the extra names are answered (their zone's server is the attacker's): "attacker"
+    # (A: one fixed address or NXDOMAIN, data types: data), "addresses" (every name its own
+    # address, as cover), "nxdomain", or "none" (never answered: a server that is gone).
+    answers: str = "attacker"
 
     @property
     def source(self) -> str:
@@ -317,12 +321,19 @@ def add_incident(
     factor: float = 20,
     replicas: int = 24,
     qtype: str | None = None,
+    answers: str | None = None,
+    fixed_names: int = 1,
 ) -> str:
     """Inject an incident; returns the source (ns/pod) it runs in (spread_leak: the workload,
     ns/app, whose `replicas` pods each leak a name now and then). `qtype` overrides the
     encoding's query type. retry_names: three encoded names asked `rate` times each within two
-    minutes (a retry loop, the project's first example)."""
-    named = ("tunnel", "slow_leak", "few_names", "retry_names", "spread_leak")
+    minutes (a retry loop, the project's first example). heartbeat: fixed names asked in
+    turn, `rate` asks a minute (below 1: every 1/rate minutes), as a beacon or a health
+    check does (`fixed_names` of them). `answers`: how the incident's names are answered
+    (Pod.answers)."""
+    named = ("tunnel", "slow_leak", "few_names", "retry_names", "spread_leak", "heartbeat")
+    if answers is not None and answers not in ANSWERS:
+        raise ConfigError(f"unknown answers {answers!r}: one of {', '.join(ANSWERS)}")
     if kind in named and encoding not in ENCODERS:
         raise ConfigError(f"unknown encoding {encoding!r}: one of {', '.join(ENCODERS)}")
     if kind == "spread_leak":
@@ -345,7 +356,7 @@ def add_incident(
                     seq += 1
             c.pods.append(pod)
         return f"{ns}/{app}"
-    if kind in ("tunnel", "slow_leak", "few_names", "retry_names"):
+    if kind in ("tunnel", "slow_leak", "few_names", "retry_names", "heartbeat"):
         if source is None:
             names, w = _profile(rng, "default", [], 3)
             end = (
@@ -366,6 +377,8 @@ def add_incident(
             c.pods.append(pod)
         else:
             pod = c.pod(source)
+        if answers is not None:
+            pod.answers = answers
         enc = ENCODERS[encoding]
         default_qtype = {
             "base32": "NULL",
@@ -384,6 +397,15 @@ def add_incident(
                 for m, n in ((at, asks - asks // 2), (at + 1, asks // 2)):
                     if m < c.minutes:
                         pod.extra.append((m, q, "TXT", n))
+        elif kind == "heartbeat":
+            fixed = [f"{enc(rng, i)}.{domain}" for i in range(max(1, fixed_names))]
+            every = max(1, round(1 / rate)) if rate < 1 else 1
+            per = max(1, round(rate)) if rate >= 1 else 1
+            turn = 0
+            for m in range(at, min(c.minutes, at + duration), every):
+                for _ in range(per):
+                    pod.extra.append((m, fixed[turn % len(fixed)], qtype, 1))
+                    turn += 1
         elif kind == "few_names":
             fixed = [f"{enc(rng, i)}.{domain}" for i in range(3)]
             for m in range(at, min(c.minutes, at + duration)):
@@ -435,11 +457,14 @@ def add_incident(
         return pod.source
     raise ConfigError(
         f"unknown incident kind {kind!r}: tunnel, slow_leak, few_names, retry_names, "
-        "spread_leak, drill or flood"
+        "spread_leak, heartbeat, drill or flood"
     )
 
 
+ANSWERS = ("attacker", "addresses", "nxdomain", "none")
 FAMILIES = ("shared_storage", "dkim", "acme", "srv", "crawler")
+# Families added by later issues' histories only (FAMILIES' histories stay as they were).
+MORE_FAMILIES = ("saas_tenants", "health_check")
 
 
 def add_family(c: Cluster, family: str, rng: np.random.Generator) -> str:
@@ -508,6 +533,21 @@ def add_family(c: Cluster, family: str, rng: np.random.Generator) -> str:
                 rate, qtype=qtype)
         )  # fmt: skip
         return f"{ns}/{app}"
+    if family == "saas_tenants":
+        # A billing service resolving its 40 tenants' hosts at a SaaS vendor, all day.
+        names = [f"t-{_rand_token(rng, alnum, 8)}.tenants.saas-vendor.example" for _ in range(40)]
+        w = np.full(len(names), 1.0 / len(names))
+        c.pods.append(Pod("billing", _pod_name(rng, "invoicer"), int(rng.integers(0, c.nodes)),
+                          0, c.minutes, names, w, 4.0))  # fmt: skip
+        return "billing/invoicer"
+    if family == "health_check":
+        # An uptime checker asking one name of a rarely used domain every 30 s, answered.
+        profile, w = _profile(rng, "ops", [], 2)
+        pod = Pod("ops", _pod_name(rng, "uptime"), int(rng.integers(0, c.nodes)), 0, c.minutes,
+                  profile, w, 1, answers="addresses")  # fmt: skip
+        pod.extra = [(m, "status.uptime-probe.example", "A", 2) for m in range(c.minutes)]
+        c.pods.append(pod)
+        return "ops/uptime"
     if family == "crawler":
         profile, w = _profile(rng, "search", [], 2)
         pod = Pod("search", _pod_name(rng, "crawler"), int(rng.integers(0, c.nodes)), 0,
@@ -519,7 +559,7 @@ def add_family(c: Cluster, family: str, rng: np.random.Generator) -> str:
                 pod.extra.append((m, f"{'www' if k else 'static'}.{site}", "A", 1))
         c.pods.append(pod)
         return "search/crawler"
-    raise ConfigError(f"unknown family {family!r}: {', '.join(FAMILIES)}")
+    raise ConfigError(f"unknown family {family!r}: {', '.join(FAMILIES + MORE_FAMILIES)}")
 
 
 def _escape(value: str) -> str:
@@ -545,8 +585,9 @@ def write_openmetrics(
             extras.setdefault(m, []).append((idx, q, qt, n))
     samples = 0
 
-    def hit(idx: int, name: str, qtype: str, n: int) -> None:
+    def hit(idx: int, name: str, qtype: str, n: int, extra: bool = False) -> None:
         p = c.pods[idx]
+        answered = "attacker" if not extra else p.answers
         dots = name.count(".")
         fqdns = [name]
         if not name.endswith(CLUSTER_DOMAIN) and dots < 5 and p.ns:
@@ -558,10 +599,10 @@ def write_openmetrics(
                 name,
             ]
         for fq in fqdns:
-            if responses:
+            if responses and (fq != name or answered != "none"):
                 rkey = (1, idx, fq, qtype)
                 if rkey not in prefix:
-                    nx = fq != name
+                    nx = fq != name or answered == "nxdomain"
                     prefix[rkey] = (
                         f'{RESPONSES}{{destination="{_escape(p.source)}",'
                         f'ips_returned="{0 if nx else 1}",qtypes="{qtype}",'
@@ -608,7 +649,7 @@ def write_openmetrics(
                     hit(idx, p.names[j], p.qtype, int(counts[j]))
         for idx, q, qt, n in extras.get(m, ()):
             if c.pods[idx].start <= m < c.pods[idx].end:
-                hit(idx, q, qt, n)
+                hit(idx, q, qt, n, extra=True)
         # Deleted pods: their endpoint's series are removed one minute after deletion.
         for key in [k for k in live if m >= c.pods[k[1]].end + 1]:
             del live[key]

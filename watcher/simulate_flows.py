@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,10 +47,18 @@ def _endpoint(pod: Pod | None, ident: int) -> dict[str, object]:
 
 
 def _answer(
-    name: str, qtype: str, rng: np.random.Generator, attacker: bool = False
-) -> dict[str, object]:
-    """What the resolver answers: rcode, ips, cnames, rrtypes. An attacker's server answers A
-    queries with one fixed address (or NXDOMAIN), data types with data."""
+    name: str, qtype: str, rng: np.random.Generator, attacker: str | None = None
+) -> dict[str, object] | None:
+    """What the resolver answers: rcode, ips, cnames, rrtypes (None: no answer). An attacker's
+    server (watcher.simulate.Pod.answers) answers A queries with one fixed address (or
+    NXDOMAIN), data types with data; or every name with its own address; or NXDOMAIN."""
+    if attacker == "none":
+        return None
+    if attacker == "nxdomain":
+        return {"rcode": 3}
+    if attacker == "addresses":
+        h = zlib.crc32(name.encode())
+        return {"ips": [f"198.18.{h >> 8 & 0xFF}.{h & 0xFF}"], "rrtypes": ["A"]}
     if attacker and qtype in ("A", "AAAA"):
         if rng.random() < 0.3:
             return {"rcode": 3}
@@ -230,6 +239,9 @@ def lines(c: Cluster, minutes: int | None = None) -> Iterator[str]:
                 t = c.start + m * 60 + float(rng.random()) * 60
                 name = q.rstrip(".") + "."
                 batch.append((t, _line(t, p, ids[id(p)], ips[id(p)], node, name, qt, None)))
+                answer = _answer(name, qt, rng, attacker=p.answers)
+                if answer is None:
+                    continue
                 batch.append(
                     (
                         t + 0.02,
@@ -241,7 +253,7 @@ def lines(c: Cluster, minutes: int | None = None) -> Iterator[str]:
                             node,
                             name,
                             qt,
-                            _answer(name, qt, rng, attacker=True),
+                            answer,
                         ),
                     )
                 )

@@ -113,14 +113,15 @@ def reask_bit(at: float, t: float, step: float) -> int:
 
 
 def spread_reask(mask: int, birth: int | None, steps: int) -> bool:
-    """Whether a name was asked again at least `steps` steps after its first ask (a host whose
-    cache expired), from its reasks mask and birth bit; with no birth known, whether its
-    re-asks alone span that many steps. A retry loop asks again within a step or two."""
+    """Whether a name's asks are spread over time, as a host's are (its cache expires, it is
+    asked again): its first ask and re-asks fall in at least `steps` repeat steps, or span
+    that many. A retry loop asks again at once, within a step or two. `mask`: the re-ask
+    bits, `birth`: the first ask's bit (None: not known, the re-asks alone)."""
     if not mask:
         return False
-    latest = (mask & -mask).bit_length() - 1  # lowest bit: the latest re-ask
-    first = birth if birth is not None else mask.bit_length() - 1
-    return first - latest >= steps
+    asks = mask | (1 << birth if birth is not None else 0)
+    latest = (asks & -asks).bit_length() - 1
+    return asks.bit_count() >= steps or asks.bit_length() - 1 - latest >= steps
 
 
 def shape_prefilter(label_length: int, name_length: int) -> str:

@@ -44,13 +44,15 @@ def _clip(x: float) -> float:
     return 0.0 if x < 0 else 1.0 if x > 1 else x
 
 
-def burst_severity(names: NameSet, base: int, encoded_min: int, cfg: Config) -> Severity | None:
-    """The burst rule on a window's names: `base` plain names, or `encoded_min` when most of
-    them look encoded; critical at `critical_factor` times that."""
+def burst_severity(
+    names: NameSet, base: int, encoded_min: int, cfg: Config, min_bytes: float = 0
+) -> Severity | None:
+    """The burst rule on a window's names: `base` plain names carrying `min_bytes`, or
+    `encoded_min` when most of them look encoded; critical at `critical_factor` times that."""
     b = cfg.burst
     looks_encoded = names.encoded_fraction >= b.encoded_fraction
     threshold = min(base, encoded_min) if looks_encoded else base
-    if names.distinct >= threshold:
+    if names.distinct >= threshold and (looks_encoded or names.est_bytes >= min_bytes):
         critical_at = (
             max(base, encoded_min * b.critical_factor)
             if looks_encoded
@@ -158,7 +160,9 @@ def _bursts(ch: Channel, cfg: Config, private: str | None, one_off: bool) -> lis
         if private and i > 0:  # the long and day windows: a private channel needs fewer
             base = max(b.info_min_distinct, math.ceil(base * cfg.judge.private_factor))
         names = span.one_off if one_off else span.names
-        sev = burst_severity(names, base, enc_min, cfg)
+        # Beside hosts, a short burst of plain one-off names must carry a payload's bytes.
+        floor = b.short_min_bytes if i == 0 and one_off and span.hosts else 0
+        sev = burst_severity(names, base, enc_min, cfg, floor)
         if sev is None or (alerts_only and sev == "info"):
             continue
         ev = names.evidence(span.label, cfg.output.max_name_chars)

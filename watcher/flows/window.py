@@ -51,7 +51,7 @@ _shape = lru_cache(maxsize=4096)(shape_uncached)
 # A pair's names stay a tuple up to this many (one pod asking): searched in a few steps.
 SMALL_NAMES = 8
 
-# Re-ask steps remembered per pair: the judge needs judge.repeat_min_slots (4) of them; evidence
+# Re-ask steps remembered per pair (evidence: repeat_slots; the principles hold per name); evidence
 # beyond this many is shown as this many.
 REASKS_KEPT = 16
 
@@ -78,15 +78,18 @@ D_SIZE = 5
 DAY_SLOT = 3600.0
 
 
-# Each name's code, one int: when it was first asked (seconds after the pair's first flow), a
-# hash of the pod that first asked it, how often it was asked (up to 255), and flags. The
+# Each name's code, one int: flags, how often it was asked (up to 255), a hash of the pod that
+# first asked it, the last repeat step it was asked in and how many steps it touched (both
+# counted from its first ask's step), and when it was first asked (seconds after the pair's
+# first flow). The
 # judge's principles hold per name (docs/detection.md): a name is a host when another pod asks
 # it (N_SHARED), when it is asked again long after its first ask (N_SPREAD), or when it is
 # asked again and always answered with addresses (N_REASKED, N_ADDRESS, no N_FAILED; plain
 # names only, never for a wildcard). Names with a character no host has (N_ODD) never are.
 N_SHARED, N_REASKED, N_SPREAD, N_ADDRESS, N_FAILED, N_ENCODED, N_ODD = 1, 2, 4, 8, 16, 32, 64
-ASKS_SHIFT, POD_SHIFT, TIME_SHIFT = 8, 16, 32
+ASKS_SHIFT, POD_SHIFT, LAST_SHIFT, TOUCH_SHIFT, TIME_SHIFT = 8, 16, 32, 48, 50
 _FLAGS, _ASKS, _POD = 0xFF, 0xFF << ASKS_SHIFT, 0xFFFF << POD_SHIFT
+_LAST, _TOUCH = 0xFFFF << LAST_SHIFT, 0x3 << TOUCH_SHIFT
 # What a host count is kept by (Hosts' fields), in order: shared, spread, answered.
 SHARED_I, SPREAD_I, ANSWERED_I = 0, 1, 2
 
@@ -259,8 +262,8 @@ class FlowWindow:
         self.day_needed = day_history_needed(cfg)
         self.day_slots: dict[tuple[str, str], array[float]] = {}  # pairs with folded slots
         self.repeat_step = cfg.judge.repeat_step
-        # A re-ask this long after the first ask is a host's (the metrics path's steps).
-        self.spread_after = cfg.judge.repeat_step * cfg.judge.repeat_min_slots
+        # Asks in this many steps, or this many steps apart, are a host's (window.spread_reask).
+        self.spread_steps = cfg.judge.repeat_min_slots
         self.keep = max(1, math.ceil(cfg.windows.long / self.step))
         self.short_buckets = max(1, math.ceil(cfg.windows.short / self.step))
         self.evicted: list[PairSummary] = []  # judged by the caller, then cleared
@@ -389,10 +392,9 @@ class FlowWindow:
                     if len(st.reasks) > REASKS_KEPT:
                         del st.reasks[0]
                 flags |= N_REASKED
-                if f.time - st.first - (code >> TIME_SHIFT) >= self.spread_after:
+                code = self._reasked(st, code, f.time)
+                if code & N_SPREAD:
                     flags |= N_SPREAD
-                if (code & _ASKS) != _ASKS:
-                    code += 1 << ASKS_SHIFT
             if (code & _POD) >> POD_SHIFT != tag and not flags & N_SHARED:
                 flags |= N_SHARED
                 st.shared += 1
@@ -449,6 +451,21 @@ class FlowWindow:
                 a[SAMPLE_SCORES + j] = a[SAMPLE_SCORES + j - 1]
             a[SAMPLE_SCORES + i] = s.score
             st.samples = (*samples[:i], name, *samples[i:])[:kept]
+
+    def _reasked(self, st: PairState, code: int, t: float) -> int:
+        """A name's code after a re-ask at t: one more ask, the steps it touched, N_SPREAD once
+        its asks fall in spread_steps steps or span that many (window.spread_reask)."""
+        if (code & _ASKS) != _ASKS:
+            code += 1 << ASKS_SHIFT
+        first = st.first + (code >> TIME_SHIFT)
+        s = min(0xFFFF, max(0, int(t // self.repeat_step - first // self.repeat_step)))
+        touched = (code & _TOUCH) >> TOUCH_SHIFT
+        if s != (code & _LAST) >> LAST_SHIFT:
+            touched = min(3, touched + 1)
+            code = (code & ~(_LAST | _TOUCH)) | (s << LAST_SHIFT) | (touched << TOUCH_SHIFT)
+        if touched + 1 >= self.spread_steps or s >= self.spread_steps:
+            code |= N_SPREAD
+        return code
 
     def _evict(self, key: tuple[str, str]) -> None:
         st = self.pairs.pop(key)

@@ -124,12 +124,12 @@ def names(
     return f"sum by ({by(with_host(source_labels))}, {query_label}) ({act})"
 
 
-def reasks(sel: str, step: float, source_labels: list[str], query_label: str) -> str:
-    """Per (source, name) and step: how often asked again in that step (evaluate as a range
-    query with this step). increase() never sees a series' first ask, which is what a re-ask
-    excludes; the zeros stay, so the first point tells when the name was first asked."""
-    labels = by([*with_host(source_labels), query_label])
-    return f"sum by ({labels}) (increase({sel}[{promql_duration(step)}]))"
+def reasks(source_labels: list[str], query_label: str, sel: str) -> str:
+    """Per (source, name): the counter itself, to evaluate as a range query at half the
+    repeat step. Each rise between two points is a re-ask at that point, the first point is
+    the first ask (or the window's start): no range selector, so no re-ask is smeared over two
+    steps or lost between them, as increase() over step-wide ranges would."""
+    return f"sum by ({by([*with_host(source_labels), query_label])}) ({sel})"
 
 
 def volume(sel: str, step: float, source_labels: list[str]) -> str:

@@ -33,7 +33,7 @@ BATCH = 100  # zones per grouped fetch: a regex of thousands of alternatives is 
 # and VictoriaMetrics refuses queries over 16 KB (-search.maxQueryLen) by default.
 VALUES_CHARS = 3000
 VALUES_QUERIES = 20  # beyond this many, one regex query costs less
-ANSWER_NAMES = 48  # names per (workload, zone) whose answers are looked up: a fair sample
+ANSWER_NAMES = 256  # names per (workload, zone) whose answers are looked up
 REASK_NAMES = 256  # repeated names of one client looked up per (workload, zone)
 
 
@@ -197,8 +197,8 @@ def reasks(
 ) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
     """For names one client asked more than once in the long window (the only ones
     repetition can make hosts: a name two clients ask is a host already), the steps in which
-    each was asked again (increase() per step, which never sees a series' first ask) and the
-    step of its first ask (the step before its first point: births). At most REASK_NAMES per
+    each was asked again and the step of its first ask (births; the window's start for a name
+    first asked before it), from the counter at half-step points. At most REASK_NAMES per
     (workload, zone), fetched by exact value; the others stay one-off."""
     cfg, lab = scope.cfg, scope.cfg.labels
     frames = [t for t in tables if not t.empty]
@@ -216,7 +216,7 @@ def reasks(
         .head(REASK_NAMES)
     )
     step = cfg.judge.repeat_step
-    start = at - cfg.windows.long + step
+    start = at - cfg.windows.long + step / 2
     out: dict[tuple[str, str], int] = {}
     births: dict[tuple[str, str], int] = {}
 
@@ -224,24 +224,26 @@ def reasks(
         exact = f"{lab.query}=~{promql_string(_exact_names(batch))}"
         return scope.splitter.ask(
             lambda extra: promql.reasks(
-                promql.selector(lab.metric, [exact, *extra]), step, lab.source, lab.query
+                lab.source, lab.query, promql.selector(lab.metric, [exact, *extra])
             ),
             at,
             "re-asks of repeated names",
-            (start, step),
+            (start, step / 2),
         )
 
     batches = value_batches(sorted(set(top["name"])))
     for res in each_batch(scope, batches, fetch, "re-asks of repeated names"):
         for r in res:
             pair = (scope.source_of(r["metric"]), normalize(r["metric"].get(lab.query, "")))
-            mask, birth = out.get(pair, 0), births.get(pair, 0)
+            mask, prev = out.get(pair, 0), None
             for t, v in r.get("values", ()):
-                bit = step_of(at, float(t), step)
-                birth = max(birth, bit + 1)  # a first point needs two samples: one step on
-                if float(v) > 0:
-                    mask |= 1 << bit
-            out[pair], births[pair] = mask, birth
+                value = float(v)
+                if prev is None:
+                    births[pair] = max(births.get(pair, 0), step_of(at, float(t), step))
+                elif value != prev:  # a rise, or a reset with new asks after it
+                    mask |= 1 << step_of(at, float(t), step)
+                prev = value
+            out[pair] = mask
     return out, births
 
 
@@ -257,7 +259,14 @@ def answers(scope: Scope, at: float, long: pd.DataFrame) -> dict[tuple[str, str]
     rows = rows[rows.groupby("key")["name"].transform("size") >= cfg.burst.info_min_distinct]
     if rows.empty:
         return {}
-    sample = rows.sort_values("name").groupby("key", sort=False).head(ANSWER_NAMES)
+    # Names asked again first: only they can be hosts by their answers (watcher.channel);
+    # then one-off names, for the channel's answer shares.
+    rows = rows.assign(again=rows["queries"] >= 2)
+    sample = (
+        rows.sort_values(["again", "name"], ascending=[False, True])
+        .groupby("key", sort=False)
+        .head(ANSWER_NAMES)
+    )
     clients = response_labels(lab.source)
     wanted = set(zip(sample["source"], sample["name"], strict=True))
     out: dict[tuple[str, str], int] = {}
