@@ -270,9 +270,10 @@ def covert(seed: int = 51) -> Composite:
     A beacon asking one name a minute all day, beside its tasking burst (60 base32 names in
     10 min) and its download (237 base64 names); 60 base32 chunks beside a 30 s heartbeat;
     250 one-off word names in 12 min to a zone whose server answers every name with its own
-    address. Benign counterparts: a health check asking one name of a rare domain every 30 s
-    all day, 40 per-tenant SaaS hosts re-asked all day, and the families of
-    watcher.simulate.FAMILIES. With the responses metric (answers per name)."""
+    address; an idle C2 polling 16 names for 40 minutes, never answered. Benign counterparts:
+    a health check asking one name of a rare domain every 30 s all day, 40 per-tenant SaaS
+    hosts re-asked all day, a job retrying one retired name all day (NXDOMAIN), and the
+    families of watcher.simulate.FAMILIES. With the responses metric (answers per name)."""
     c = base_cluster(6, seed=seed)
     rng = np.random.default_rng(seed + 3)
     comp = Composite(c, responses=True)
@@ -301,6 +302,10 @@ def covert(seed: int = 51) -> Composite:
         "cover-words.example",
         310,
     )
-    for family in MORE_FAMILIES:  # a health check of a rare domain, SaaS tenants' hosts
+    # An idle C2 polling 16 names in turn (each every 4 min) for 40 min, never answered.
+    src = add_incident(c, "heartbeat", rng, domain="cdn-poll.example", at=200, duration=40,
+                       rate=4, fixed_names=16, encoding="base32", answers="none")  # fmt: skip
+    comp.incidents["an idle C2 polling 16 names, never answered"] = (src, "cdn-poll.example", 235)
+    for family in MORE_FAMILIES:  # a health check, SaaS tenants' hosts, a broken lookup
         comp.benign.append(add_family(c, family, rng))
     return comp

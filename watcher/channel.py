@@ -150,6 +150,12 @@ class Answers:
     # wildcard record cannot be told from hosts (the judge trusts such answers less).
     addresses_known: bool = True
 
+    def used_share(self) -> float:
+        """Answers a client can use: addresses or data. The responses metric cannot tell an
+        empty answer from data (TXT, NULL, CNAME), so there both count."""
+        data = self.data_share if self.addresses_known else self.empty_share
+        return min(1.0, self.address_share + data)
+
     def real_address_share(self, distinct_names: int) -> float:
         """The address share, discounted when one or two addresses answer every name: a
         wildcard record on an attacker's server, not hosts of their own."""
@@ -158,6 +164,19 @@ class Answers:
         names = max(min(distinct_names, 1024), 1)
         spread = min(1.0, self.distinct_addresses / (0.3 * names))
         return self.address_share * spread
+
+
+@dataclass(frozen=True, slots=True)
+class Beat:
+    """The channel's names asked again and again, as a beacon or a health check does: from
+    the first repeat step with a re-ask to the last (long window), in how many steps, how
+    regularly (1 - the spread of the gaps between those steps over their mean), by how many
+    names."""
+
+    seconds: float
+    steps: int
+    regularity: float
+    names: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +219,7 @@ class Channel:
     prevalence: int = 0  # clients resolving the domain (this one included); 0: unknown
     answers: Answers | None = None
     timing: Timing | None = None
+    beat: Beat | None = None
 
     @property
     def source(self) -> str:
@@ -284,11 +304,17 @@ def _groups(table: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
     return {(str(w), str(d)): g for (w, d), g in table.groupby(["workload", "domain"], sort=False)}
 
 
-def _mask_of(reasks: Mapping[tuple[str, str], int], rows: pd.DataFrame) -> int:
+def _mask_of(reasks: Mapping[tuple[str, str], int], rows: pd.DataFrame) -> tuple[int, int]:
+    """The steps any of the rows' names was asked again in (reasks bits), and how many of
+    the names were."""
     mask = 0
+    names = set()
     for pair in zip(rows["source"], rows["name"], strict=True):
-        mask |= reasks.get(pair, 0)
-    return mask
+        bits = reasks.get(pair, 0)
+        if bits:
+            mask |= bits
+            names.add(pair[1])
+    return mask, len(names)
 
 
 def from_window(window: Window, cfg: Config, rules: DomainRules) -> list[Channel]:
@@ -319,7 +345,7 @@ def from_window(window: Window, cfg: Config, rules: DomainRules) -> list[Channel
         longest = long.get(key)
         if longest is None:
             longest = hits.get(key)
-        mask = _mask_of(window.reasks, longest) if longest is not None else 0
+        mask, reasked = _mask_of(window.reasks, longest) if longest is not None else (0, 0)
         names = set(longest["name"]) if longest is not None else set()
         answers = _answers(window.answers, longest) if longest is not None else None
         spans = (day.get(key), long.get(key), short.get(key), hits.get(key))
@@ -346,6 +372,11 @@ def from_window(window: Window, cfg: Config, rules: DomainRules) -> list[Channel
                 shared_names=len(names & shared),
                 prevalence=prevalence.get(domain) or prevalence.get(zone_of(domain), 0),
                 answers=answers,
+                beat=beat_of(
+                    [-k for k in range(mask.bit_length()) if mask >> k & 1],
+                    cfg.judge.repeat_step,
+                    reasked,
+                ),
             )
         )
     return out
@@ -408,31 +439,43 @@ def _host_names(
 
 
 def _answers(answers: Mapping[tuple[str, str], int], rows: pd.DataFrame) -> Answers | None:
-    """The channel's answers from the responses metric, per name: a name counts once per kind
-    of answer it got. None when no name of the channel has a counted answer."""
-    if not answers:
-        return None
+    """The channel's answers from the responses metric, per name looked up (a name counts
+    once per kind of answer it got; 0: looked up, never answered). None when no name of the
+    channel was looked up."""
     kinds: Counter[int] = Counter()
-    answered = 0
+    looked = answered = 0
     for pair in zip(rows["source"], rows["name"], strict=True):
-        bits = answers.get(pair, 0)
-        if bits:
-            answered += 1
-            for bit in (ANSWER_ADDRESS, ANSWER_NXDOMAIN, ANSWER_EMPTY, ANSWER_OTHER):
-                kinds[bit] += bool(bits & bit)
-    if not answered:
+        bits = answers.get(pair)
+        if bits is None:
+            continue
+        looked += 1
+        answered += bool(bits)
+        for bit in (ANSWER_ADDRESS, ANSWER_NXDOMAIN, ANSWER_EMPTY, ANSWER_OTHER):
+            kinds[bit] += bool(bits & bit)
+    if not looked:
         return None
     return Answers(
         responses=answered,
-        nxdomain_share=kinds[ANSWER_NXDOMAIN] / answered,
-        empty_share=kinds[ANSWER_EMPTY] / answered,
-        address_share=kinds[ANSWER_ADDRESS] / answered,
+        nxdomain_share=kinds[ANSWER_NXDOMAIN] / looked,
+        empty_share=kinds[ANSWER_EMPTY] / looked,
+        address_share=kinds[ANSWER_ADDRESS] / looked,
         distinct_addresses=0,
         data_share=0.0,
-        unanswered_share=0.0,
+        unanswered_share=(looked - answered) / looked,
         denied_share=0.0,
         addresses_known=False,
     )
+
+
+def beat_of(steps: list[int], step: float, names: int) -> Beat | None:
+    """The Beat of a channel whose names were asked again in these steps (indices of
+    repeat steps, any origin), by `names` names; None below two steps."""
+    s = sorted(set(steps))
+    if len(s) < 2:
+        return None
+    gaps = np.diff(np.array(s, dtype=float))
+    cv = float(gaps.std() / gaps.mean())
+    return Beat((s[-1] - s[0]) * step, len(s), max(0.0, 1.0 - cv), names)
 
 
 def _span(

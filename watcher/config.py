@@ -273,6 +273,54 @@ class JudgeConfig(_Section):
     )
 
 
+class BeaconConfig(_Section):
+    """A beacon: names under a domain no other workload resolves, asked again and again at a
+    steady pace, never usefully answered (docs/detection.md). Its names are hosts by their
+    repetition; what they say is that something keeps calling home."""
+
+    min_seconds: Seconds = Field(
+        1800,
+        description=(
+            "From the first re-ask to the last (30 min): a pod retrying at start-up, or a "
+            "burst of retries, is not a beacon."
+        ),
+    )
+    min_steps: int = Field(
+        8, ge=2, description="judge.repeat_step steps with a re-ask in that span (16 min of 30)."
+    )
+    min_regularity: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description=(
+            "1 - (spread of the gaps between those steps / their mean): a timer calls home "
+            "at a steady pace (jitter of a few steps included); people and batch jobs do not."
+        ),
+    )
+    max_used_share: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description=(
+            "Share of the looked-up names answered with addresses or data above which the "
+            "names are in use (a health check of a service that answers, ACME challenges "
+            "polled for their TXT), not a beacon's: an idle C2's names fail or go unanswered."
+        ),
+    )
+    min_names: int = Field(
+        3,
+        ge=1,
+        description=(
+            "Names asked again for a warning: a C2 rotates names; one name retried (a broken "
+            "lookup) stays info. A workload beaconing to critical_domains rare domains at "
+            "once is critical."
+        ),
+    )
+    critical_domains: int = Field(
+        2, ge=2, description="Rare domains one workload beacons to at once for critical."
+    )
+
+
 class AllowlistConfig(_Section):
     use_defaults: bool = Field(
         True, description="Keep the shipped list of DNS-as-data services (see watcher/domains.py)."
@@ -575,6 +623,7 @@ class Config(BaseModel):
     volume: VolumeConfig = VolumeConfig()
     names: NamesConfig = NamesConfig()
     judge: JudgeConfig = JudgeConfig()
+    beacon: BeaconConfig = BeaconConfig()
     allowlist: AllowlistConfig = AllowlistConfig()
     output: OutputConfig = OutputConfig()
     flows: FlowsConfig = FlowsConfig()

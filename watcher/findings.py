@@ -8,7 +8,9 @@ from typing import Any, Literal
 
 from watcher.window import workload_of
 
-Kind = Literal["subdomain_burst", "high_volume", "suspicious_name", "channel_behaviour", "drill"]
+Kind = Literal[
+    "subdomain_burst", "high_volume", "suspicious_name", "channel_behaviour", "beacon", "drill"
+]
 Severity = Literal["info", "warning", "critical"]
 SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
 ALERT_SEVERITIES = ("warning", "critical")

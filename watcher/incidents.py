@@ -24,6 +24,7 @@ FAMILY = {
     "subdomain_burst": "channel",
     "suspicious_name": "channel",
     "channel_behaviour": "channel",
+    "beacon": "channel",  # a beacon that starts sending is the same channel, one incident
     "high_volume": "volume",
     "drill": "drill",  # a drill is its own incident, never mixed with a real one
 }

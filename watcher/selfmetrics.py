@@ -17,7 +17,14 @@ from watcher.findings import Finding
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series only add cardinality here
 
-KINDS = ("subdomain_burst", "high_volume", "suspicious_name", "channel_behaviour", "drill")
+KINDS = (
+    "subdomain_burst",
+    "high_volume",
+    "suspicious_name",
+    "channel_behaviour",
+    "beacon",
+    "drill",
+)
 SEVERITIES = ("info", "warning", "critical")
 OUTCOMES = ("sent", "failed", "dry_run")
 

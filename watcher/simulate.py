@@ -464,7 +464,7 @@ def add_incident(
 ANSWERS = ("attacker", "addresses", "nxdomain", "none")
 FAMILIES = ("shared_storage", "dkim", "acme", "srv", "crawler")
 # Families added by later issues' histories only (FAMILIES' histories stay as they were).
-MORE_FAMILIES = ("saas_tenants", "health_check")
+MORE_FAMILIES = ("saas_tenants", "health_check", "broken_lookup")
 
 
 def add_family(c: Cluster, family: str, rng: np.random.Generator) -> str:
@@ -548,6 +548,14 @@ def add_family(c: Cluster, family: str, rng: np.random.Generator) -> str:
         pod.extra = [(m, "status.uptime-probe.example", "A", 2) for m in range(c.minutes)]
         c.pods.append(pod)
         return "ops/uptime"
+    if family == "broken_lookup":
+        # A job retrying one name that no longer exists every 30 s, all day (NXDOMAIN).
+        profile, w = _profile(rng, "jobs", [], 2)
+        pod = Pod("jobs", _pod_name(rng, "exporter"), int(rng.integers(0, c.nodes)), 0,
+                  c.minutes, profile, w, 1, answers="nxdomain")  # fmt: skip
+        pod.extra = [(m, "api.retired-vendor.example", "A", 2) for m in range(c.minutes)]
+        c.pods.append(pod)
+        return "jobs/exporter"
     if family == "crawler":
         profile, w = _profile(rng, "search", [], 2)
         pod = Pod("search", _pod_name(rng, "crawler"), int(rng.integers(0, c.nodes)), 0,

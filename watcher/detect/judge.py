@@ -23,6 +23,7 @@ Names with a character no host name has are never quieted.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Any
 
 from watcher.channel import ANSWERED, SHARED, SPREAD, Channel, NameSet, Span
@@ -37,7 +38,12 @@ from watcher.findings import SEVERITY_RANK, Finding, Kind, Severity
 _Candidate = tuple[Severity, Kind, float, str, dict[str, Any]]
 # On a tie in severity: the burst (the whole picture, and the same kind from every source),
 # then flows' behaviour, then the few encoded names.
-_KIND_ORDER: dict[str, int] = {"suspicious_name": 0, "channel_behaviour": 1, "subdomain_burst": 2}
+_KIND_ORDER: dict[str, int] = {
+    "beacon": 0,
+    "suspicious_name": 1,
+    "channel_behaviour": 2,
+    "subdomain_burst": 3,
+}
 
 
 def _clip(x: float) -> float:
@@ -214,6 +220,66 @@ def _encoded(ch: Channel, cfg: Config, one_off: bool) -> list[_Candidate]:
     ]
 
 
+def beacon_like(ch: Channel, cfg: Config) -> bool:
+    """Names under a domain no other client resolves, asked again and again at a steady pace
+    for beacon.min_seconds, never usefully answered: no addresses, no data (answers must be
+    seen: without them a health check cannot be told from a beacon)."""
+    bt, a, c = ch.beat, ch.answers, cfg.beacon
+    return (
+        bt is not None
+        and a is not None
+        and ch.prevalence == 1
+        and bt.seconds >= c.min_seconds
+        and bt.steps >= c.min_steps
+        and bt.regularity >= c.min_regularity
+        and a.used_share() <= c.max_used_share
+    )
+
+
+def _beacon(ch: Channel, cfg: Config, domains: int) -> list[_Candidate]:
+    """`domains`: rare domains the client beacons to at once (this one included)."""
+    if not beacon_like(ch, cfg):
+        return []
+    bt, a, c = ch.beat, ch.answers, cfg.beacon
+    assert bt is not None and a is not None
+    sev: Severity = (
+        "critical"
+        if domains >= c.critical_domains
+        else "warning"
+        if bt.names >= c.min_names
+        else "info"
+    )
+    failed = 1.0 - a.used_share()
+    score = min(1.0, (bt.regularity + failed + min(1.0, bt.seconds / 7200)) / 3)
+    answered = (
+        "never answered"
+        if a.unanswered_share >= 0.99
+        else "answered NXDOMAIN"
+        if a.nxdomain_share >= 0.5
+        else f"{a.used_share():.0%} answered with addresses or data"
+    )
+    summary = (
+        f"{bt.names} name{'s' if bt.names != 1 else ''} under {ch.domain} asked again in "
+        f"{bt.steps} steps over {human_duration(bt.seconds)}{_of_pods(ch)} at a steady pace, "
+        f"{answered}: a beacon"
+        + (f" (one of {domains} rare domains it calls)" if domains > 1 else "")
+    )
+    ev: dict[str, Any] = {
+        "window": human_duration(cfg.windows.long),
+        "distinct_names": (ch.widest() or NameSet(0, 0, 0, 0)).distinct,
+        "beacon_names": bt.names,
+        "beacon_seconds": round(bt.seconds),
+        "beacon_steps": bt.steps,
+        "regularity": round(bt.regularity, 3),
+        "beacon_domains": domains,
+    }
+    if sev == "info":
+        ev["why_not_alerted"] = (
+            f"one name retried ({bt.names} < beacon.min_names): a broken lookup, or a beacon"
+        )
+    return [(sev, "beacon", score, summary, ev)]
+
+
 def behaviour(ch: Channel) -> dict[str, float]:
     """Flow-only signals in [0, 1], 1 = channel-like; their mean is the behaviour score. The
     model's score is one signal among them, never an alert on its own (docs/flow-model.md)."""
@@ -281,14 +347,15 @@ def _behaviour(ch: Channel, cfg: Config) -> tuple[list[_Candidate], str | None]:
     return [(sev, "channel_behaviour", score, summary, ev)], missed
 
 
-def judge(ch: Channel, cfg: Config) -> Finding | None:
+def judge(ch: Channel, cfg: Config, beacons: int = 1) -> Finding | None:
     """The one finding a channel deserves now, or None. The rules count the one-off names;
     where only its hosts would have raised the channel, it is info and says which principle
-    set them aside (a heartbeat's repeats never hide the one-off chunks beside it)."""
+    set them aside (a heartbeat's repeats never hide the one-off chunks beside it).
+    `beacons`: rare domains the channel's client beacons to (judge_all counts them)."""
     private = private_channel(ch, cfg)
     candidates = _bursts(ch, cfg, private, True) + _encoded(ch, cfg, True)
     flow, missed = _behaviour(ch, cfg)
-    candidates += flow
+    candidates += flow + _beacon(ch, cfg, beacons)
     hosts = None
     if ch.hosts.total and not any(c[0] != "info" for c in candidates):
         every = _bursts(ch, cfg, None, False) + _encoded(ch, cfg, False)
@@ -311,6 +378,8 @@ def judge(ch: Channel, cfg: Config) -> Finding | None:
         sev = "info"
         evidence["quieted_by"], evidence["why_not_alerted"] = hosts
         evidence["reasons"] = []
+    elif sev == "info" and kind == "beacon":
+        pass  # the beacon says why itself
     elif sev == "info" and missed:
         evidence["why_not_alerted"] = missed
     return Finding(kind, sev, ch.source, ch.domain, score, summary, evidence)
@@ -318,9 +387,10 @@ def judge(ch: Channel, cfg: Config) -> Finding | None:
 
 def judge_all(channels: list[Channel], cfg: Config) -> list[Finding]:
     """Every channel judged; the drill's channel is told apart from leaks (watcher/drill.py)."""
+    beacons = Counter(ch.client for ch in channels if beacon_like(ch, cfg))
     out = []
     for ch in channels:
-        f = judge(ch, cfg)
+        f = judge(ch, cfg, beacons.get(ch.client, 1))
         if f is not None:
             out += recognise([f], cfg, ch.at)
     return out

@@ -52,6 +52,8 @@ class PairSummary:
     longest: int = 0
     odd: bool = False
     reask_slots: int = 0  # steps of the long window in which a name was asked again
+    reask_steps: tuple[float, ...] = ()  # their starts (the latest flows' REASKS_KEPT)
+    reasked_names: int = 0  # names asked again (counted where some name may be a host)
     pod_names: tuple[str, ...] = ()  # most active first
     # The day window (0: off, the data does not reach back far enough): the long window's
     # figures plus the older hours' (PairState.day).

@@ -22,7 +22,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from watcher.channel import Answers, Channel, Hosts, NameSet, Span, Timing, odd_name
+from watcher.channel import Answers, Channel, Hosts, NameSet, Span, Timing, beat_of, odd_name
 from watcher.config import Config, day_history_needed
 from watcher.domains import DomainRules, registered_domain_uncached, subdomain_part
 from watcher.flows.model import QUERY_FEATURES, pair_vector, query_features, shipped
@@ -53,7 +53,7 @@ SMALL_NAMES = 8
 
 # Re-ask steps remembered per pair (evidence: repeat_slots; the principles hold per name); evidence
 # beyond this many is shown as this many.
-REASKS_KEPT = 16
+REASKS_KEPT = 24
 
 
 # A pair's running figures, packed in one array('d') (boxed floats and small objects cost
@@ -78,25 +78,32 @@ D_SIZE = 5
 DAY_SLOT = 3600.0
 
 
-# Each name's code, one int: flags, how often it was asked (up to 255), a hash of the pod that
-# first asked it, the last repeat step it was asked in and how many steps it touched (both
-# counted from its first ask's step), and when it was first asked (seconds after the pair's
-# first flow). The
-# judge's principles hold per name (docs/detection.md): a name is a host when another pod asks
-# it (N_SHARED), when it is asked again long after its first ask (N_SPREAD), or when it is
-# asked again and always answered with addresses (N_REASKED, N_ADDRESS, no N_FAILED; plain
+# Each name's code, one int of 63 bits (array('q') holds a small pair's): flags (7 bits), how
+# many further steps it was asked in (2), how often it was asked (7, up to 127), a hash of the
+# pod that first asked it (12), the last repeat step it was asked in, counted from its first
+# ask's step (12, up to 4095), and when it was first asked, in TIME_UNIT seconds after the
+# pair's first flow (23: 2.6 years).
+# The judge's principles hold per name (docs/detection.md): a name is a host when another pod
+# asks it (N_SHARED), when its asks are spread over steps (N_SPREAD), or when it is asked
+# again and answered with addresses, never failing (N_REASKED, N_ADDRESS, no N_FAILED; plain
 # names only, never for a wildcard). Names with a character no host has (N_ODD) never are.
 N_SHARED, N_REASKED, N_SPREAD, N_ADDRESS, N_FAILED, N_ENCODED, N_ODD = 1, 2, 4, 8, 16, 32, 64
-ASKS_SHIFT, POD_SHIFT, LAST_SHIFT, TOUCH_SHIFT, TIME_SHIFT = 8, 16, 32, 48, 50
-_FLAGS, _ASKS, _POD = 0xFF, 0xFF << ASKS_SHIFT, 0xFFFF << POD_SHIFT
-_LAST, _TOUCH = 0xFFFF << LAST_SHIFT, 0x3 << TOUCH_SHIFT
+TOUCH_SHIFT, ASKS_SHIFT, POD_SHIFT, LAST_SHIFT, TIME_SHIFT = 7, 9, 16, 28, 40
+_FLAGS, _TOUCH, _ASKS = 0x7F, 0x3 << TOUCH_SHIFT, 0x7F << ASKS_SHIFT
+_POD, _LAST = 0xFFF << POD_SHIFT, 0xFFF << LAST_SHIFT
+TIME_UNIT, _TIME_MAX = 10.0, (1 << 23) - 1
 # What a host count is kept by (Hosts' fields), in order: shared, spread, answered.
 SHARED_I, SPREAD_I, ANSWERED_I = 0, 1, 2
 
 
 def pod_tag(pod: str) -> int:
-    """16 bits telling the pods of a pair apart (a collision makes two pods one: rare)."""
-    return hash(pod) & 0xFFFF
+    """12 bits telling the pods of a pair apart (a collision makes two pods one: rare)."""
+    return hash(pod) & 0xFFF
+
+
+def first_asked(st: PairState, code: int) -> float:
+    """When the name of `code` was first asked (to TIME_UNIT)."""
+    return st.first + (code >> TIME_SHIFT) * TIME_UNIT
 
 
 def host_kind(code: int, wildcard: bool) -> int:
@@ -149,7 +156,7 @@ class PairState:
     shared: int = 0  # names asked by two or more pods: hosts, not one sender's payload
     hosty: bool = False  # some name may be a host (then summaries look at every name)
     # Starts of the latest judge.repeat_step steps in which a name was asked again (bounded).
-    reasks: list[float] | None = None
+    reasks: array[float] | None = None
     # requests, new names, encoded-looking and address-named new names, payload characters and
     # estimated bytes per windows.step, over the long window (B_*)
     buckets: array[float] = field(default_factory=lambda: array("d"))
@@ -387,7 +394,7 @@ class FlowWindow:
                 slot = f.time - f.time % self.repeat_step
                 if not st.reasks or st.reasks[-1] != slot:
                     if st.reasks is None:
-                        st.reasks = []
+                        st.reasks = array("d")
                     st.reasks.append(slot)
                     if len(st.reasks) > REASKS_KEPT:
                         del st.reasks[0]
@@ -407,7 +414,7 @@ class FlowWindow:
         s = _shape(name, st.domain)
         odd = odd_name(name)
         code = (
-            (max(0, int(f.time - st.first)) << TIME_SHIFT)
+            (min(_TIME_MAX, max(0, int((f.time - st.first) // TIME_UNIT))) << TIME_SHIFT)
             | (tag << POD_SHIFT)
             | (1 << ASKS_SHIFT)
             | (N_ENCODED if s.score >= self.cfg.names.min_score else 0)
@@ -457,8 +464,8 @@ class FlowWindow:
         its asks fall in spread_steps steps or span that many (window.spread_reask)."""
         if (code & _ASKS) != _ASKS:
             code += 1 << ASKS_SHIFT
-        first = st.first + (code >> TIME_SHIFT)
-        s = min(0xFFFF, max(0, int(t // self.repeat_step - first // self.repeat_step)))
+        first = first_asked(st, code)
+        s = min(0xFFF, max(0, int(t // self.repeat_step - first // self.repeat_step)))
         touched = (code & _TOUCH) >> TOUCH_SHIFT
         if s != (code & _LAST) >> LAST_SHIFT:
             touched = min(3, touched + 1)
@@ -514,12 +521,13 @@ class FlowWindow:
         long_new = int(total(long_b, B_NEW))
         one_off: list[tuple[int, int, int] | None] = [None, None, None]
         hosts = (0, 0, 0)
+        reasked = 0
         if st.hosty:
             froms = (short_from, long_from, at - self.day if day[0] >= 0 else math.inf)
             news = (total(short_b, B_NEW), long_new, day[1])
             encs = (total(short_b, B_ENCODED), total(long_b, B_ENCODED), day[2])
             wildcard = st.distinct_addresses() < 0.3 * min(max(long_new, 1), 1024)
-            one_off, hosts = _tally(st, self.step, froms, news, encs, wildcard)
+            one_off, hosts, reasked = _tally(st, self.step, froms, news, encs, wildcard)
         pods = st.pod_counts()
         top = sorted(pods.items(), key=lambda kv: -kv[1])[:5]
         return PairSummary(
@@ -567,6 +575,8 @@ class FlowWindow:
             longest=st.longest,
             odd=st.odd,
             reask_slots=sum(1 for t in st.reasks or () if t >= long_from),
+            reask_steps=tuple(t for t in st.reasks or () if t >= long_from),
+            reasked_names=reasked,
             pod_names=tuple(p for p, _ in top),
             day_seconds=self.day if day[0] >= 0 else 0.0,
             day_requests=int(day[0]) if day[0] >= 0 else 0,
@@ -642,17 +652,19 @@ def _tally(
     news: tuple[float, float, float],
     encs: tuple[float, float, float],
     wildcard: bool,
-) -> tuple[list[tuple[int, int, int] | None], tuple[int, int, int]]:
+) -> tuple[list[tuple[int, int, int] | None], tuple[int, int, int], int]:
     """Per window (short, long, day: the bucket starts at or after `froms`), the one-off
-    names (new names less those that are hosts), their encoded-looking ones and queries; and
-    the widest window's hosts by principle. A name forgotten (flows.max_names_per_pair) counts
-    as one-off: what is not known to be a host is a payload candidate."""
+    names (new names less those that are hosts), their encoded-looking ones and queries; the
+    widest window's hosts by principle; and how many names were asked again. A name forgotten
+    (flows.max_names_per_pair) counts as one-off: what is not known to be a host is a payload
+    candidate."""
     hosts = [[0, 0, 0] for _ in froms]
     enc_hosts = [0, 0, 0]
     queries = [0, 0, 0]
-    first = st.first
+    reasked = 0
     for code in st.all_codes():
-        t = first + (code >> TIME_SHIFT)
+        reasked += bool(code & N_REASKED)
+        t = first_asked(st, code)
         start = t - t % step
         kind = host_kind(code, wildcard)
         for w, since in enumerate(froms):
@@ -668,7 +680,7 @@ def _tally(
         n = max(0, int(news[w]) - sum(hosts[w]))
         one_off.append((n, max(0, int(encs[w]) - enc_hosts[w]), max(n, queries[w])))
     widest = 2 if froms[2] != math.inf else 1
-    return one_off, (hosts[widest][0], hosts[widest][1], hosts[widest][2])
+    return one_off, (hosts[widest][0], hosts[widest][1], hosts[widest][2]), reasked
 
 
 def _fold(
@@ -801,6 +813,11 @@ def to_channel(s: PairSummary, cfg: Config) -> Channel:
         if enc_one_off
         else None,
         hosts=Hosts(*s.hosts),
+        beat=beat_of(
+            [round(t / cfg.judge.repeat_step) for t in s.reask_steps],
+            cfg.judge.repeat_step,
+            s.reasked_names,
+        ),
         repeat_slots=s.reask_slots,
         shared_names=s.shared,
         prevalence=s.prevalence,

@@ -105,7 +105,7 @@ def next_steps(incident: Incident) -> list[str]:
             f"dnswatch policy suggest --source {shlex.quote(channel)}",
         ]
     steps = [f"hubble observe --protocol dns --from-pod {src} --last 200 -o compact"]
-    if incident.kind in ("subdomain_burst", "suspicious_name", "channel_behaviour"):
+    if incident.kind in ("subdomain_burst", "suspicious_name", "channel_behaviour", "beacon"):
         steps.append(f"dnswatch policy suggest --source {src}")
     else:
         ns, _, pod = incident.source.partition("/")

@@ -351,7 +351,7 @@ class MetricsFileSource(WindowSource):
         responses counter added in the window (one more streamed pass, only when it is there)."""
         lab = self.cfg.labels
         clients = response_labels(source_labels)
-        out: dict[tuple[str, str], int] = {}
+        out: dict[tuple[str, str], int] = dict.fromkeys(pairs, 0)  # 0: never answered
         last: dict[str, float] = {}
         for block, labels, value, stamp in samples(self.path, RESPONSES, Survey()):
             t = stamp / scale if stamp == stamp else at

@@ -195,18 +195,20 @@ def shaped(scope: Scope, at: float, sel: Selector) -> pd.DataFrame:
 def reasks(
     scope: Scope, at: float, tables: list[pd.DataFrame]
 ) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
-    """For names one client asked more than once in the long window (the only ones
-    repetition can make hosts: a name two clients ask is a host already), the steps in which
-    each was asked again and the step of its first ask (births; the window's start for a name
-    first asked before it), from the counter at half-step points. At most REASK_NAMES per
-    (workload, zone), fetched by exact value; the others stay one-off."""
+    """For names only one client asked in the long window (a name two clients ask is a host
+    already), most asked first: the steps in which each was asked again and the step of its
+    first ask (births; the window's start for a name first asked before it), from the counter
+    at half-step points. At most REASK_NAMES per (workload, zone), fetched by exact value; the
+    others stay one-off."""
     cfg, lab = scope.cfg, scope.cfg.labels
     frames = [t for t in tables if not t.empty]
     if not frames:
         return {}, {}
-    rows = pd.concat(frames).drop_duplicates(["source", "name"])
+    rows = pd.concat(frames, ignore_index=True).drop_duplicates(["source", "name"])
     askers = rows.groupby("name")["source"].transform("size")
-    rows = rows[(rows["queries"] >= 2) & (askers == 1)]
+    # Names asked more than once first; then the others too: after an agent restart a
+    # name's count in the window can be its count since the restart (activity()).
+    rows = rows[askers == 1]
     if rows.empty:
         return {}, {}
     top = (
@@ -250,15 +252,13 @@ def reasks(
 def answers(scope: Scope, at: float, long: pd.DataFrame) -> dict[tuple[str, str], int]:
     """ANSWER_* bits per (client, name) for a sample of each busy pair's long-window names,
     from the answers `hubble_dns_responses_total` counted in the window (its client is
-    `destination`). Evidence only: a server without that metric, or refusing the query,
-    leaves the answers unknown (a warning for the latter)."""
+    `destination`); 0 for a name looked up and never answered. Evidence only: a server
+    without that metric, or refusing the query, leaves the answers unknown (a warning for the
+    latter)."""
     cfg, lab = scope.cfg, scope.cfg.labels
     if long.empty or not has_responses(scope, at):
         return {}
-    rows = _keyed(scope, long)
-    rows = rows[rows.groupby("key")["name"].transform("size") >= cfg.burst.info_min_distinct]
-    if rows.empty:
-        return {}
+    rows = _keyed(scope, long)  # the long window's candidate pairs
     # Names asked again first: only they can be hosts by their answers (watcher.channel);
     # then one-off names, for the channel's answer shares.
     rows = rows.assign(again=rows["queries"] >= 2)
@@ -272,10 +272,14 @@ def answers(scope: Scope, at: float, long: pd.DataFrame) -> dict[tuple[str, str]
     out: dict[tuple[str, str], int] = {}
     labels = promql.by([*promql.with_host(clients), lab.query, "rcode", "ips_returned"])
 
+    looked: set[str] = set()  # escaped names whose answers were read (none: never answered)
+
     def fetch(batch: list[str]) -> list[dict[str, Any]]:
         sel = promql.selector(RESPONSES, [f"{lab.query}=~{promql_string(_exact_names(batch))}"])
         expr = f"count by ({labels}) ({promql.activity(sel, cfg.windows.long)})"
-        return scope.splitter.run(expr, at, None)
+        res = scope.splitter.run(expr, at, None)
+        looked.update(batch)
+        return res
 
     try:
         results = each_batch(
@@ -284,6 +288,9 @@ def answers(scope: Scope, at: float, long: pd.DataFrame) -> dict[tuple[str, str]
     except RefusedError as exc:
         scope.warnings.append(f"answers to candidate names: not read ({short(exc)})")
         return out
+    for pair in wanted:
+        if regex_escape(pair[1]) in looked:
+            out[pair] = 0
     for res in results:
         for r in res:
             pair, bit = answer_of(r["metric"], clients, lab.query)
