@@ -270,10 +270,14 @@ def covert(seed: int = 51) -> Composite:
     A beacon asking one name a minute all day, beside its tasking burst (60 base32 names in
     10 min) and its download (237 base64 names); 60 base32 chunks beside a 30 s heartbeat;
     250 one-off word names in 12 min to a zone whose server answers every name with its own
-    address; an idle C2 polling 16 names for 40 minutes, never answered. Benign counterparts:
+    address; an idle C2 polling 16 names for 40 minutes, never answered; a session rotated
+    over ten rare domains, ~30 short one-off names each, every answer NXDOMAIN. Benign
+    counterparts:
     a health check asking one name of a rare domain every 30 s all day, 40 per-tenant SaaS
-    hosts re-asked all day, a job retrying one retired name all day (NXDOMAIN), and the
-    families of watcher.simulate.FAMILIES. With the responses metric (answers per name)."""
+    hosts re-asked all day, a job retrying one retired name all day (NXDOMAIN), two agents of a
+    network-measurement service asking a few base64url names each, a crawler of thousands of
+    sites meeting three hex-named hosts, and the families of watcher.simulate.FAMILIES. With
+    the responses metric (answers per name)."""
     c = base_cluster(6, seed=seed)
     rng = np.random.default_rng(seed + 3)
     comp = Composite(c, responses=True)
@@ -306,6 +310,11 @@ def covert(seed: int = 51) -> Composite:
     src = add_incident(c, "heartbeat", rng, domain="cdn-poll.example", at=200, duration=40,
                        rate=4, fixed_names=16, encoding="base32", answers="none")  # fmt: skip
     comp.incidents["an idle C2 polling 16 names, never answered"] = (src, "cdn-poll.example", 235)
-    for family in MORE_FAMILIES:  # a health check, SaaS tenants' hosts, a broken lookup
-        comp.benign.append(add_family(c, family, rng))
+    # A session rotated over ten look-alike domains, ~30 short one-off names each, failing.
+    src = add_incident(c, "session", rng, domain="cdn-update.example", at=100, duration=30,
+                       rate=10, replicas=10, encoding="numeric", answers="nxdomain")  # fmt: skip
+    comp.incidents["a session rotated over ten rare domains"] = (src, "", 110)
+    # A health check, SaaS tenants' hosts, a broken lookup, a measurement service, a crawler.
+    for family in MORE_FAMILIES:
+        comp.benign.extend(add_family(c, family, rng).split())
     return comp

@@ -47,6 +47,7 @@ def flows_until(history: Composite, minute: int, tmp: Path) -> dict[str, Any]:
         "base32 chunks beside a 30 s heartbeat",
         "one-off names answered with addresses by their own server",
         "an idle C2 polling 16 names, never answered",
+        "a session rotated over ten rare domains",
     ],
 )
 def test_a_payload_beside_cover_traffic_alerts_within_ten_minutes(
@@ -59,6 +60,10 @@ def test_a_payload_beside_cover_traffic_alerts_within_ten_minutes(
     assert "quieted_by" not in ev, ev
     if hits[0]["kind"] == "beacon":  # its names are hosts: their repetition is the case
         assert ev["beacon_names"] == 16 and ev["regularity"] >= 0.5, ev
+    elif not domain:  # one finding for the session, naming its domains
+        assert ev["domains"] >= 3 and all(
+            d.endswith("-cdn-update.example") for d in ev["session_domains"]
+        )
     else:
         assert ev["one_off_names"] >= 12, ev
 
@@ -101,6 +106,7 @@ def test_one_retired_name_retried_all_day_is_not_paged(
         "a beacon's heartbeat beside its tasking burst",
         "one-off names answered with addresses by their own server",
         "an idle C2 polling 16 names, never answered",
+        "a session rotated over ten rare domains",
     ],
 )
 def test_the_flow_lines_alert_within_ten_minutes_and_on_nothing_benign(

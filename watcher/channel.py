@@ -217,6 +217,10 @@ class Channel:
     repeat_slots: int = 0
     shared_names: int = 0  # its names also asked by another client (another pod or workload)
     prevalence: int = 0  # clients resolving the domain (this one included); 0: unknown
+    # Clients asking encoded-looking names under the domain (this one included): a zone
+    # whose encoded-looking names come from several workloads is a service's naming.
+    encoded_clients: int = 0
+    client_domains: int = 0  # registered domains (zones) the client resolves: its breadth
     answers: Answers | None = None
     timing: Timing | None = None
     beat: Beat | None = None
@@ -332,6 +336,8 @@ def from_window(window: Window, cfg: Config, rules: DomainRules) -> list[Channel
     day = _groups(day_t) if day_t is not None else {}
     hits = _groups(shaped[shaped["score"] >= min_score]) if not shaped.empty else {}
     prevalence = _prevalence(window, long_t)
+    encoders = _encoders(shaped, min_score)
+    breadth = _breadth(window, long_t)
     out = []
     for key in dict.fromkeys([*short, *long, *day, *hits]):
         client, domain = key
@@ -371,6 +377,8 @@ def from_window(window: Window, cfg: Config, rules: DomainRules) -> list[Channel
                 repeat_slots=mask.bit_count(),
                 shared_names=len(names & shared),
                 prevalence=prevalence.get(domain) or prevalence.get(zone_of(domain), 0),
+                encoded_clients=encoders.get(domain, 0),
+                client_domains=breadth.get(client, 0),
                 answers=answers,
                 beat=beat_of(
                     [-k for k in range(mask.bit_length()) if mask >> k & 1],
@@ -501,6 +509,26 @@ def _prevalence(window: Window, long_t: pd.DataFrame) -> dict[str, int]:
         out.update({str(d): int(n) for d, n in counts.items()})
     for zone, n in window.prevalence.items():
         out.setdefault(zone, n)
+    return out
+
+
+def _encoders(shaped: pd.DataFrame, min_score: float) -> dict[str, int]:
+    """Workloads asking encoded-looking names under each domain (long window, all sources)."""
+    if shaped.empty:
+        return {}
+    hits = shaped[shaped["score"] >= min_score]
+    return {str(d): int(n) for d, n in hits.groupby("domain")["workload"].nunique().items()}
+
+
+def _breadth(window: Window, long_t: pd.DataFrame) -> dict[str, int]:
+    """Domains each workload resolves in the long window: from the source's zone counts where
+    it sent them (Prometheus), else from the complete name table (files)."""
+    out: dict[str, int] = {}
+    if window.complete and not long_t.empty:
+        counts = long_t.groupby("workload")["domain"].nunique()
+        out.update({str(w): int(n) for w, n in counts.items()})
+    for client, n in window.breadth.items():
+        out.setdefault(client, n)
     return out
 
 

@@ -208,6 +208,25 @@ class NamesConfig(_Section):
     critical_distinct: int = Field(
         20, ge=1, description="Encoded-looking distinct names under one domain for critical."
     )
+    service_clients: int = Field(
+        2,
+        ge=2,
+        description=(
+            "Workloads asking encoded-looking names under one zone from which the names are "
+            "the zone's own naming (a hash-lookup or network-measurement service), not one "
+            "sender's payload: fewer than burst.encoded_min_distinct such names stay info. A "
+            "burst still pages."
+        ),
+    )
+    busy_client_domains: int = Field(
+        500,
+        ge=1,
+        description=(
+            "Domains a client resolves in the long window from which a few encoded-looking "
+            "names under one of them (fewer than burst.encoded_min_distinct) are chance, as a "
+            "crawler meets them: info. A burst, or a beacon, still pages."
+        ),
+    )
     prefilter_label_length: int = Field(
         20,
         ge=8,
@@ -318,6 +337,34 @@ class BeaconConfig(_Section):
     )
     critical_domains: int = Field(
         2, ge=2, description="Rare domains one workload beacons to at once for critical."
+    )
+
+
+class SessionConfig(_Section):
+    """A session rotated over several rare domains (docs/detection.md): one-off names of one
+    workload under domains no other workload resolves, judged together at a private
+    channel's thresholds, so spreading a session over domains does not lower its bar."""
+
+    min_domains: int = Field(
+        3, ge=2, description="Rare domains with one-off names before they are judged together."
+    )
+    min_names: int = Field(
+        5,
+        ge=2,
+        description=(
+            "One-off names a rare domain needs to join: a crawler, a link checker or a mail "
+            "server checking senders asks one to three names of each domain it meets."
+        ),
+    )
+    max_used_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description=(
+            "A domain whose looked-up names were answered with addresses or data above this "
+            "share is in use (sites crawled, senders' records read), not part of a session: a "
+            "C2's rotated names fail or go unanswered."
+        ),
     )
 
 
@@ -624,6 +671,7 @@ class Config(BaseModel):
     names: NamesConfig = NamesConfig()
     judge: JudgeConfig = JudgeConfig()
     beacon: BeaconConfig = BeaconConfig()
+    session: SessionConfig = SessionConfig()
     allowlist: AllowlistConfig = AllowlistConfig()
     output: OutputConfig = OutputConfig()
     flows: FlowsConfig = FlowsConfig()

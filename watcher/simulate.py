@@ -330,8 +330,17 @@ def add_incident(
     minutes (a retry loop, the project's first example). heartbeat: fixed names asked in
     turn, `rate` asks a minute (below 1: every 1/rate minutes), as a beacon or a health
     check does (`fixed_names` of them). `answers`: how the incident's names are answered
-    (Pod.answers)."""
-    named = ("tunnel", "slow_leak", "few_names", "retry_names", "spread_leak", "heartbeat")
+    (Pod.answers). session: one-off names, `rate` a minute, rotated over `replicas` look-alike
+    domains (`<i>-<domain>`), as a C2 spreading one session over several domains."""
+    named = (
+        "tunnel",
+        "slow_leak",
+        "few_names",
+        "retry_names",
+        "spread_leak",
+        "heartbeat",
+        "session",
+    )
     if answers is not None and answers not in ANSWERS:
         raise ConfigError(f"unknown answers {answers!r}: one of {', '.join(ANSWERS)}")
     if kind in named and encoding not in ENCODERS:
@@ -356,7 +365,7 @@ def add_incident(
                     seq += 1
             c.pods.append(pod)
         return f"{ns}/{app}"
-    if kind in ("tunnel", "slow_leak", "few_names", "retry_names", "heartbeat"):
+    if kind in ("tunnel", "slow_leak", "few_names", "retry_names", "heartbeat", "session"):
         if source is None:
             names, w = _profile(rng, "default", [], 3)
             end = (
@@ -397,6 +406,14 @@ def add_incident(
                 for m, n in ((at, asks - asks // 2), (at + 1, asks // 2)):
                     if m < c.minutes:
                         pod.extra.append((m, q, "TXT", n))
+        elif kind == "session":
+            seq = 0
+            per = max(1, duration // max(1, replicas))
+            for m in range(at, min(c.minutes, at + duration)):
+                zone = f"{min((m - at) // per, replicas - 1)}-{domain}"
+                for _ in range(int(rng.poisson(rate))):
+                    pod.extra.append((m, f"{enc(rng, seq)}.{zone}", qtype, 1))
+                    seq += 1
         elif kind == "heartbeat":
             fixed = [f"{enc(rng, i)}.{domain}" for i in range(max(1, fixed_names))]
             every = max(1, round(1 / rate)) if rate < 1 else 1
@@ -457,18 +474,19 @@ def add_incident(
         return pod.source
     raise ConfigError(
         f"unknown incident kind {kind!r}: tunnel, slow_leak, few_names, retry_names, "
-        "spread_leak, heartbeat, drill or flood"
+        "spread_leak, heartbeat, session, drill or flood"
     )
 
 
 ANSWERS = ("attacker", "addresses", "nxdomain", "none")
 FAMILIES = ("shared_storage", "dkim", "acme", "srv", "crawler")
 # Families added by later issues' histories only (FAMILIES' histories stay as they were).
-MORE_FAMILIES = ("saas_tenants", "health_check", "broken_lookup")
+MORE_FAMILIES = ("saas_tenants", "health_check", "broken_lookup", "measurement", "wide_crawler")
 
 
 def add_family(c: Cluster, family: str, rng: np.random.Generator) -> str:
-    """A benign family that looks encoded but is not; returns its workload (ns/app).
+    """A benign family that looks encoded but is not; returns its workload (ns/app; two,
+    space-separated, for a family of two workloads).
 
     shared_storage: an uploader's two replicas resolve the same 36 object-storage endpoints
     named by 32 hex digits, all day (names shared by clients: hosts).
@@ -556,6 +574,31 @@ def add_family(c: Cluster, family: str, rng: np.random.Generator) -> str:
         pod.extra = [(m, "api.retired-vendor.example", "A", 2) for m in range(c.minutes)]
         c.pods.append(pod)
         return "jobs/exporter"
+    if family == "measurement":
+        # A network-measurement service two agents query with base64url names, a few each.
+        for agent in ("probe-a", "probe-b"):
+            profile, w = _profile(rng, "netmon", [], 2)
+            pod = Pod("netmon", _pod_name(rng, agent), int(rng.integers(0, c.nodes)), 0,
+                      c.minutes, profile, w, 1, answers="addresses")  # fmt: skip
+            for _ in range(int(rng.integers(6, 9))):
+                token = _rand_token(rng, string.ascii_letters + string.digits + "-_", 22)
+                m = int(rng.integers(0, c.minutes))
+                pod.extra.append((m, f"{token}.msmt.netmeasure.example", "A", 1))
+            c.pods.append(pod)
+        return "netmon/probe-a netmon/probe-b"  # two workloads
+    if family == "wide_crawler":
+        # A crawler resolving thousands of sites, each once, meets three hash-named hosts.
+        profile, w = _profile(rng, "index", [], 2)
+        pod = Pod("index", _pod_name(rng, "fetcher"), int(rng.integers(0, c.nodes)), 0,
+                  c.minutes, profile, w, 1, answers="addresses")  # fmt: skip
+        for m in range(c.minutes):
+            for k in range(3):
+                pod.extra.append((m, f"www.site{m * 3 + k}-fetch.example", "A", 1))
+        for k in range(3):
+            pod.extra.append((c.minutes // 2 + k, f"{rng.bytes(16).hex()}.cdn-site7.example",
+                              "A", 1))  # fmt: skip
+        c.pods.append(pod)
+        return "index/fetcher"
     if family == "crawler":
         profile, w = _profile(rng, "search", [], 2)
         pod = Pod("search", _pod_name(rng, "crawler"), int(rng.integers(0, c.nodes)), 0,

@@ -58,6 +58,8 @@ class Window:
     # zone -> clients (workloads or nodes) resolving it in the long window, where the source
     # counted them in its own query language (Prometheus); files give complete tables instead.
     prevalence: Mapping[str, int] = field(default_factory=dict)
+    # workload -> zones it resolves in the long window (Prometheus; files: complete tables).
+    breadth: Mapping[str, int] = field(default_factory=dict)
     # (source, name) -> ANSWER_* bits of the answers `hubble_dns_responses_total` counted for it
     # (the client is the metric's `destination`); empty where that metric or label is missing.
     answers: Mapping[tuple[str, str], int] = field(default_factory=dict)

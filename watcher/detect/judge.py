@@ -215,9 +215,30 @@ def _encoded(ch: Channel, cfg: Config, one_off: bool) -> list[_Candidate]:
         f"{names.queries:.0f} queries)"
     )
     score = min(1.0, names.mean_score * min(1.0, 0.5 + k / (2 * n.min_distinct)))
-    return [
-        (sev, "suspicious_name", score, summary, names.evidence(label, cfg.output.max_name_chars))
-    ]
+    ev = names.evidence(label, cfg.output.max_name_chars)
+    base_rate = _base_rate(ch, cfg) if one_off and k < cfg.burst.encoded_min_distinct else None
+    if base_rate is not None and sev != "info":
+        sev = "info"
+        ev["quieted_by"], ev["why_not_alerted"] = base_rate
+    return [(sev, "suspicious_name", score, summary, ev)]
+
+
+def _base_rate(ch: Channel, cfg: Config) -> tuple[str, str] | None:
+    """Why a few encoded-looking names are ordinary here (principle, why), or None: the zone's
+    encoded-looking names come from several workloads (its own naming), or the client
+    resolves so many domains that it meets a few such names by chance."""
+    n = cfg.names
+    if ch.encoded_clients >= n.service_clients:
+        return "shared_zone", (
+            f"{ch.encoded_clients} workloads ask encoded-looking names under {ch.domain}: "
+            "the zone's own naming (a service), not one sender's payload"
+        )
+    if ch.client_domains >= n.busy_client_domains:
+        return "busy_client", (
+            f"{ch.client} resolves {ch.client_domains} domains: a few encoded-looking names "
+            "under one of them is chance"
+        )
+    return None
 
 
 def beacon_like(ch: Channel, cfg: Config) -> bool:
@@ -386,14 +407,101 @@ def judge(ch: Channel, cfg: Config, beacons: int = 1) -> Finding | None:
 
 
 def judge_all(channels: list[Channel], cfg: Config) -> list[Finding]:
-    """Every channel judged; the drill's channel is told apart from leaks (watcher/drill.py)."""
+    """Every channel judged, and every client's session over rare domains; the drill's
+    channel is told apart from leaks (watcher/drill.py)."""
     beacons = Counter(ch.client for ch in channels if beacon_like(ch, cfg))
     out = []
+    quiet = []  # channels that raise no alert of their own: a session may join them
     for ch in channels:
         f = judge(ch, cfg, beacons.get(ch.client, 1))
         if f is not None:
             out += recognise([f], cfg, ch.at)
+        if f is None or not f.is_alert:
+            quiet.append(ch)
+    return out + judge_sessions(quiet, cfg)
+
+
+def session_member(ch: Channel, cfg: Config) -> bool:
+    """A rare domain's channel that can be part of a session: no other client resolves the
+    domain, a few one-off names, answers not in use (where seen)."""
+    s = cfg.session
+    names = ch.long.one_off if ch.long is not None else None
+    return (
+        ch.prevalence == 1
+        and names is not None
+        and names.distinct >= s.min_names
+        and (ch.answers is None or ch.answers.used_share() <= s.max_used_share)
+    )
+
+
+def judge_sessions(channels: list[Channel], cfg: Config) -> list[Finding]:
+    """Each client's one-off names under rare domains (session_member) of channels that raise
+    no alert of their own, judged together, as one private channel's would be: a session
+    rotated over several domains meets the same bar as one domain. One finding per client
+    (domain null; `session_domains` names them), so it stays one incident however the domains
+    rotate."""
+    members: dict[str, list[Channel]] = {}
+    for ch in channels:
+        if session_member(ch, cfg):
+            members.setdefault(ch.client, []).append(ch)
+    out = []
+    for client, chs in members.items():
+        if len(chs) < cfg.session.min_domains:
+            continue
+        f = _session(client, chs, cfg)
+        if f is not None:
+            out.append(f)
     return out
+
+
+def _session(client: str, chs: list[Channel], cfg: Config) -> Finding | None:
+    b = cfg.burst
+    parts = [ch.long.one_off for ch in chs if ch.long is not None]
+    distinct = sum(p.distinct for p in parts)
+    names = NameSet(
+        distinct=distinct,
+        queries=sum(p.queries for p in parts),
+        encoded=sum(p.encoded for p in parts),
+        est_bytes=sum(p.est_bytes for p in parts),
+        mean_score=sum(p.mean_score * p.distinct for p in parts) / max(distinct, 1),
+        max_name_length=max(p.max_name_length for p in parts),
+        alphabet=max(parts, key=lambda p: p.distinct).alphabet,
+        samples=tuple(n for p in sorted(parts, key=lambda p: -p.distinct) for n in p.samples[:1]),
+    )
+    base = max(b.info_min_distinct, math.ceil(b.long_min_distinct * cfg.judge.private_factor))
+    sev = burst_severity(names, base, b.encoded_min_distinct, cfg)
+    if sev is None or sev == "info":
+        return None
+    label = human_duration(cfg.windows.long)
+    by_domain = sorted(
+        ((ch.domain, ch.long.one_off.distinct) for ch in chs if ch.long), key=lambda d: -d[1]
+    )
+    pods = sorted({p for ch in chs for p in ch.pods})
+    source = pods[0] if len(pods) == 1 else client
+    ev = names.evidence(label, cfg.output.max_name_chars)
+    ev.update(
+        one_off_names=distinct,
+        threshold_distinct=base,
+        workload=client,
+        pods=len(pods),
+        sample_pods=pods[: cfg.output.sample_names],
+        session_domains=dict(by_domain[:20]),
+        domains=len(chs),
+        private_channel=f"only {client} resolves these {len(chs)} domains",
+    )
+    shown = ", ".join(d for d, _ in by_domain[:3]) + (", …" if len(by_domain) > 3 else "")
+    summary = (
+        f"{distinct} one-off names under {len(chs)} domains only {client} resolves, in {label} "
+        f"({shown}; {names.encoded_fraction:.0%} encoded-looking, ~{int(names.est_bytes)} "
+        "bytes): one session rotated over domains"
+    )
+    score = min(
+        1.0,
+        0.5 * min(1.0, distinct / (2 * base))
+        + 0.5 * names.encoded_fraction
+        + 0.25 * (sev == "critical"),
+    )
+    return Finding("subdomain_burst", sev, source, None, score, summary, ev)
 
 
 def judge_rate(r: Rate, cfg: Config) -> Finding:

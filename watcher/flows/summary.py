@@ -51,6 +51,8 @@ class PairSummary:
     entropy_max: float = 0.0
     longest: int = 0
     odd: bool = False
+    encoded_clients: int = 0  # workloads asking encoded-looking names under this domain
+    client_domains: int = 0  # domains this workload resolves (its pairs held)
     reask_slots: int = 0  # steps of the long window in which a name was asked again
     reask_steps: tuple[float, ...] = ()  # their starts (the latest flows' REASKS_KEPT)
     reasked_names: int = 0  # names asked again (counted where some name may be a host)

@@ -261,6 +261,9 @@ class FlowWindow:
         self.rules = rules
         self.pairs: OrderedDict[tuple[str, str], PairState] = OrderedDict()
         self.prevalence: dict[str, set[str]] = {}
+        # domain -> workloads asking encoded-looking names under it (up to 64 each)
+        self.encoders: dict[str, set[str]] = {}
+        self.breadth: dict[str, int] = {}  # workload -> its pairs held: domains it resolves
         self.now = 0.0
         self.start = 0.0  # the first flow's time: how far back this window's data reaches
         self.step = cfg.windows.step
@@ -306,6 +309,7 @@ class FlowWindow:
         if st is None:
             st = PairState(f.workload, domain, stats(f.time))
             self.pairs[key] = st
+            self.breadth[f.workload] = self.breadth.get(f.workload, 0) + 1
             if len(self.pairs) > self.cfg.flows.max_pairs:
                 self._evict(next(iter(self.pairs)))
         else:
@@ -434,6 +438,9 @@ class FlowWindow:
         bk[o + B_BYTES] += s.est_bytes
         if s.score >= self.cfg.names.min_score:
             bk[o + B_ENCODED] += 1
+            users = self.encoders.setdefault(st.domain, set())
+            if len(users) < 64:
+                users.add(st.workload)
         payload = subdomain_part(name, st.domain)
         if address_shaped(payload):
             bk[o + B_ADDRESS] += 1
@@ -476,6 +483,11 @@ class FlowWindow:
 
     def _evict(self, key: tuple[str, str]) -> None:
         st = self.pairs.pop(key)
+        left = self.breadth.get(st.workload, 1) - 1
+        if left > 0:
+            self.breadth[st.workload] = left
+        else:
+            self.breadth.pop(st.workload, None)
         self.evicted.append(self.summary(st, st.last))
         self.day_slots.pop(key, None)
 
@@ -562,6 +574,8 @@ class FlowWindow:
             gap_mean=gap_mean,
             gap_cv=gap_cv,
             prevalence=len(self.prevalence.get(st.domain, ())),
+            encoded_clients=len(self.encoders.get(st.domain, ())),
+            client_domains=self.breadth.get(st.workload, 0),
             samples=list(st.samples),
             first=st.first,
             last=st.last,
@@ -821,6 +835,8 @@ def to_channel(s: PairSummary, cfg: Config) -> Channel:
         repeat_slots=s.reask_slots,
         shared_names=s.shared,
         prevalence=s.prevalence,
+        encoded_clients=s.encoded_clients,
+        client_domains=s.client_domains,
         answers=Answers(
             responses=s.responses,
             nxdomain_share=s.nxdomain_share,

@@ -14,6 +14,7 @@ TITLES = {
     "subdomain_burst": "DNS subdomain burst",
     "high_volume": "High DNS query volume",
     "suspicious_name": "Encoded-looking DNS names",
+    "beacon": "DNS beacon (a rare domain polled, never answered)",
     "drill": "DRILL: DNS exfiltration drill seen (not a leak)",
 }
 EVENT_WORDS = {
@@ -37,6 +38,16 @@ def figures(incident: Incident) -> list[tuple[str, str]]:
     if "distinct_names" in ev:
         out.append(
             ("Distinct names / queries", f"{ev['distinct_names']} / {ev.get('queries', 0):.0f}")
+        )
+    if ev.get("host_names"):
+        out.append(("One-off / host names", f"{ev.get('one_off_names', 0)} / {ev['host_names']}"))
+    if "beacon_seconds" in ev:
+        out.append(
+            (
+                "Polled",
+                f"{ev.get('beacon_names', 0)} names, {ev.get('beacon_steps', 0)} steps over "
+                f"{int(ev['beacon_seconds']) // 60} min, regularity {ev.get('regularity', 0):.2f}",
+            )
         )
     elif "queries" in ev:
         out.append(("Queries", f"{ev['queries']:.0f}"))

@@ -45,7 +45,15 @@ def render(incident: Incident, event: str, cfg: Config) -> dict[str, Any]:
     limit = cfg.output.max_name_chars
     head = message.title(str(incident.finding.get("kind", incident.kind)))
     src = slack_code(incident.channel, limit)
-    dom = slack_code(incident.domain, limit) if incident.domain else "_(source-wide)_"
+    session = incident.finding.get("evidence", {}).get("session_domains") or {}
+    dom = (
+        slack_code(incident.domain, limit)
+        if incident.domain
+        else ", ".join(slack_code(str(d), limit) for d in list(session)[:3])
+        + (f" _+{len(session) - 3} more rare domains_" if len(session) > 3 else "")
+        if session
+        else "_(source-wide)_"
+    )
     if event == "resolved":
         icon, word = RESOLVED_ICON, "RESOLVED"
     else:

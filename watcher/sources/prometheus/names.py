@@ -46,10 +46,10 @@ def span_names(
     rules: DomainRules,
     min_distinct: int,
     now: bool = False,
-) -> tuple[pd.DataFrame, dict[str, int]]:
+) -> tuple[pd.DataFrame, dict[str, int], dict[str, int]]:
     """Names of the (workload, zone) pairs with enough distinct names in one window: counted
     in PromQL, then fetched for the candidates only. Also: how many clients resolve each zone
-    in the window (its prevalence)."""
+    in the window (its prevalence), and how many zones each client resolves (its breadth)."""
     lab = scope.cfg.labels
     base = sel()
     counts = scope.splitter.ask(
@@ -58,12 +58,15 @@ def span_names(
         f"distinct names per source and zone ({name} window)",
     )
     clients: dict[str, int] = {}
+    breadth: dict[str, int] = {}  # workload -> zones it resolves
     by_zone: dict[str, set[str]] = {}  # zone -> workloads worth fetching names of
     for r in counts:
         zone = r["metric"].get("dnswatch_zone", "")
         clients[zone] = clients.get(zone, 0) + 1
+        who = scope.workload_of_row(r["metric"])
+        breadth[who] = breadth.get(who, 0) + 1
         if zone and float(r["value"][1]) >= min_distinct and not rules.is_allowlisted(zone):
-            by_zone.setdefault(zone, set()).add(scope.workload_of_row(r["metric"]))
+            by_zone.setdefault(zone, set()).add(who)
     del counts  # every (workload, zone) pair of the cluster: ~80k rows at 1M series
     parts = [empty_names()]
     batches = zone_batches(by_zone)
@@ -91,7 +94,7 @@ def span_names(
             for src, zone in zip(frame["source"], wanted, strict=True)
         ]
         parts.append(frame[keep])
-    return pd.concat(parts, ignore_index=True), clients
+    return pd.concat(parts, ignore_index=True), clients, breadth
 
 
 def each_batch(
@@ -300,10 +303,11 @@ def answers(scope: Scope, at: float, long: pd.DataFrame) -> dict[tuple[str, str]
 
 
 def has_responses(scope: Scope, at: float) -> bool:
-    """Whether the responses metric has series in the long window (an index lookup, no
-    samples read): without it, no answers query is sent at all."""
+    """Whether the responses metric has series at the scan time: without it, no answers query
+    is sent at all, and no name counts as never answered. `group()` is one row whatever the
+    series count (a label-names lookup would do, but VictoriaMetrics may ignore its match[])."""
     try:
-        return bool(scope.client.label_names(RESPONSES, at - scope.cfg.windows.long, at))
+        return bool(scope.client.query(f"group({RESPONSES})", at))
     except SourceError:
         return False
 

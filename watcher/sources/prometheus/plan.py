@@ -59,12 +59,16 @@ class PrometheusSource(WindowSource):
         )
         min_distinct = min(cfg.burst.info_min_distinct, cfg.burst.encoded_min_distinct)
         prevalence: dict[str, int] = {}
+        breadth: dict[str, int] = {}
         live = [False]  # the recent volume has a value at scan time
 
         def span(name: str, seconds: float, least: int, now: bool = False) -> pd.DataFrame:
-            frame, clients = names.span_names(scope, name, seconds, at, sel, rules, least, now)
+            frame, clients, zones = names.span_names(
+                scope, name, seconds, at, sel, rules, least, now
+            )
             if name == "long":  # clients per zone: how private a channel's domain is
                 prevalence.update(clients)
+                breadth.update(zones)
             return frame
 
         def recent_volume() -> pd.DataFrame:
@@ -110,6 +114,7 @@ class PrometheusSource(WindowSource):
             reasks=reasks,
             births=births,
             prevalence=prevalence,
+            breadth=breadth,
             answers=answers,
         )
 
