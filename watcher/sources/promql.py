@@ -124,12 +124,18 @@ def names(
     return f"sum by ({by(with_host(source_labels))}, {query_label}) ({act})"
 
 
-def reasks(source_labels: list[str], query_label: str, sel: str) -> str:
-    """Per (source, name): the counter itself, to evaluate as a range query at half the
-    repeat step. Each rise between two points is a re-ask at that point, the first point is
-    the first ask (or the window's start): no range selector, so no re-ask is smeared over two
-    steps or lost between them, as increase() over step-wide ranges would."""
-    return f"sum by ({by([*with_host(source_labels), query_label])}) ({sel})"
+BORN = -1e9  # reasks(): the value of a step in which the series was born
+
+
+def reasks(source_labels: list[str], query_label: str, sel: str, step: float) -> str:
+    """Per (source, name) and step (a range query at this step): BORN where the series is
+    new (its first ask), else its increase where it was asked again. Only those steps come
+    back, not a point per step of every series. The increase looks 1.5 steps back, so a
+    re-ask between two ranges is never lost (at most seen in two steps)."""
+    w, back = promql_duration(step), promql_duration(step * 1.5)
+    born = f"(({sel} unless {sel} offset {w}) * 0 + {BORN:g})"
+    again = f"(increase({sel}[{back}]) > 0)"
+    return f"sum by ({by([*with_host(source_labels), query_label])}) ({born} or {again})"
 
 
 def volume(sel: str, step: float, source_labels: list[str]) -> str:

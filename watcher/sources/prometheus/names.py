@@ -195,14 +195,44 @@ def shaped(scope: Scope, at: float, sel: Selector) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def contested(
+    scope: Scope,
+    short: pd.DataFrame,
+    long: pd.DataFrame,
+    day: pd.DataFrame,
+    shaped: pd.DataFrame,
+    prevalence: dict[str, int],
+) -> set[str]:
+    """Keys (_keyed) of the pairs whose hosts could change the verdict, the only
+    ones whose re-asks and answers are looked up: counting all their names as one-off, a rule
+    could fire (a burst in some window, three names long or odd enough to be scored), or only
+    they resolve their zone (private thresholds, beacons, sessions). A shared zone's pair of
+    forty plain names can raise nothing whatever its names are: no query for it."""
+    cfg, b = scope.cfg, scope.cfg.burst
+    out: set[str] = set()
+    for table, least in (
+        (short, b.short_min_distinct),
+        (long, b.long_min_distinct),
+        (day, b.day_min_distinct),
+        (shaped, cfg.names.min_distinct),
+    ):
+        if not table.empty:
+            counts = _keyed(scope, table).groupby("key")["name"].nunique()
+            out.update(str(k) for k in counts[counts >= least].index)
+    if not long.empty:
+        keys = set(_keyed(scope, long)["key"])
+        out.update(k for k in keys if prevalence.get(k.partition(KEY_SEP)[2], 0) <= 1)
+    return out
+
+
 def reasks(
-    scope: Scope, at: float, tables: list[pd.DataFrame]
+    scope: Scope, at: float, tables: list[pd.DataFrame], keys: set[str]
 ) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
     """For names only one client asked in the long window (a name two clients ask is a host
     already), most asked first: the steps in which each was asked again and the step of its
-    first ask (births; the window's start for a name first asked before it), from the counter
-    at half-step points. At most REASK_NAMES per (workload, zone), fetched by exact value; the
-    others stay one-off."""
+    first ask (births; the window's start for a name first asked before it), one sparse range
+    query a batch (promql.reasks). At most REASK_NAMES per (workload, zone), fetched by exact
+    value; the others stay one-off."""
     cfg, lab = scope.cfg, scope.cfg.labels
     frames = [t for t in tables if not t.empty]
     if not frames:
@@ -211,17 +241,14 @@ def reasks(
     askers = rows.groupby("name")["source"].transform("size")
     # Names asked more than once first; then the others too: after an agent restart a
     # name's count in the window can be its count since the restart (activity()).
-    rows = rows[askers == 1]
+    rows = _keyed(scope, rows[askers == 1])
+    rows = rows[rows["key"].isin(keys)]  # contested(): where hosts can matter
     if rows.empty:
         return {}, {}
-    top = (
-        _keyed(scope, rows)
-        .sort_values("queries", ascending=False)
-        .groupby("key", sort=False)
-        .head(REASK_NAMES)
-    )
+    top = rows.sort_values("queries", ascending=False).groupby("key", sort=False).head(REASK_NAMES)
     step = cfg.judge.repeat_step
-    start = at - cfg.windows.long + step / 2
+    start = at - cfg.windows.long + step
+    before = int(cfg.windows.long // step)  # the birth of a series older than the window
     out: dict[tuple[str, str], int] = {}
     births: dict[tuple[str, str], int] = {}
 
@@ -229,30 +256,31 @@ def reasks(
         exact = f"{lab.query}=~{promql_string(_exact_names(batch))}"
         return scope.splitter.ask(
             lambda extra: promql.reasks(
-                lab.source, lab.query, promql.selector(lab.metric, [exact, *extra])
+                lab.source, lab.query, promql.selector(lab.metric, [exact, *extra]), step
             ),
             at,
             "re-asks of repeated names",
-            (start, step / 2),
+            (start, step),
         )
 
     batches = value_batches(sorted(set(top["name"])))
     for res in each_batch(scope, batches, fetch, "re-asks of repeated names"):
         for r in res:
             pair = (scope.source_of(r["metric"]), normalize(r["metric"].get(lab.query, "")))
-            mask, prev = out.get(pair, 0), None
+            mask, birth = out.get(pair, 0), births.get(pair, -1)
             for t, v in r.get("values", ()):
-                value = float(v)
-                if prev is None:
-                    births[pair] = max(births.get(pair, 0), step_of(at, float(t), step))
-                elif value != prev:  # a rise, or a reset with new asks after it
-                    mask |= 1 << step_of(at, float(t), step)
-                prev = value
-            out[pair] = mask
+                k = step_of(at, float(t), step)
+                if float(v) < 0:  # promql.BORN (a re-ask in the same step is no spread)
+                    birth = max(birth, k)
+                else:
+                    mask |= 1 << k
+            out[pair], births[pair] = mask, birth if birth >= 0 else before
     return out, births
 
 
-def answers(scope: Scope, at: float, long: pd.DataFrame) -> dict[tuple[str, str], int]:
+def answers(
+    scope: Scope, at: float, long: pd.DataFrame, keys: set[str]
+) -> dict[tuple[str, str], int]:
     """ANSWER_* bits per (client, name) for a sample of each busy pair's long-window names,
     from the answers `hubble_dns_responses_total` counted in the window (its client is
     `destination`); 0 for a name looked up and never answered. Evidence only: a server
@@ -261,7 +289,10 @@ def answers(scope: Scope, at: float, long: pd.DataFrame) -> dict[tuple[str, str]
     cfg, lab = scope.cfg, scope.cfg.labels
     if long.empty or not has_responses(scope, at):
         return {}
-    rows = _keyed(scope, long)  # the long window's candidate pairs
+    rows = _keyed(scope, long)
+    rows = rows[rows["key"].isin(keys)]  # contested(): where answers can matter
+    if rows.empty:
+        return {}
     # Names asked again first: only they can be hosts by their answers (watcher.channel);
     # then one-off names, for the channel's answer shares.
     rows = rows.assign(again=rows["queries"] >= 2)
@@ -344,6 +375,11 @@ def _exact_names(batch: list[str]) -> str:
 
 
 def _keyed(scope: Scope, rows: pd.DataFrame) -> pd.DataFrame:
-    """rows with key = workload NUL zone: the pair a name belongs to."""
+    """rows with key = workload KEY_SEP zone: the pair a name belongs to."""
     workload = rows["source"].map(scope.workload_key)
-    return rows.assign(key=workload + "\0" + rows["name"].map(promql.zone_of))
+    return rows.assign(key=workload + KEY_SEP + rows["name"].map(promql.zone_of))
+
+
+# Between a key's workload and zone: a character neither has (pandas' string columns drop
+# NUL when concatenating).
+KEY_SEP = "\x1f"

@@ -95,8 +95,12 @@ class PrometheusSource(WindowSource):
             # the label check): count, to tell a missing metric or one gone absent
             scope.warnings.extend(checks.diagnose(self.client, cfg, at).warnings)
         show("looking up when repeated names were asked again", 3, 5)
-        reasks, births = names.reasks(scope, at, [got["long"], got["shaped"]])
-        answers = names.answers(scope, at, got["long"])
+        wanted = names.contested(
+            scope, got["short"], got["long"], got.get("day", empty_names()), got["shaped"],
+            prevalence,
+        )  # fmt: skip
+        reasks, births = names.reasks(scope, at, [got["long"], got["shaped"]], wanted)
+        answers = names.answers(scope, at, got["long"], wanted)
         self.progress.finish()
         return Window(
             at=at,
