@@ -208,6 +208,16 @@ class NamesConfig(_Section):
     critical_distinct: int = Field(
         20, ge=1, description="Encoded-looking distinct names under one domain for critical."
     )
+    family_factor: float = Field(
+        3.0,
+        ge=1,
+        description=(
+            "Encoded-looking hosts of a channel (asked again, or by others) per one-off "
+            "encoded-looking name from which a few such names (fewer than "
+            "burst.encoded_min_distinct) are the family's newest, not yet asked again: info. "
+            "A heartbeat of one name never hides the chunks beside it."
+        ),
+    )
     service_clients: int = Field(
         2,
         ge=2,

@@ -224,10 +224,18 @@ def _encoded(ch: Channel, cfg: Config, one_off: bool) -> list[_Candidate]:
 
 
 def _base_rate(ch: Channel, cfg: Config) -> tuple[str, str] | None:
-    """Why a few encoded-looking names are ordinary here (principle, why), or None: the zone's
+    """Why a few encoded-looking names are ordinary here (principle, why), or None: they are
+    a few beside many encoded-looking hosts of the channel (its newest), the zone's
     encoded-looking names come from several workloads (its own naming), or the client
     resolves so many domains that it meets a few such names by chance."""
     n = cfg.names
+    one_off = ch.encoded_one_off.distinct if ch.encoded_one_off is not None else 0
+    hosts = (ch.encoded.distinct if ch.encoded is not None else 0) - one_off
+    if one_off and hosts >= n.family_factor * one_off:
+        return "host_family", (
+            f"{hosts} encoded-looking names under {ch.domain} are hosts (asked again, or by "
+            f"others): the {one_off} not asked again yet are the family's newest, not a payload"
+        )
     if ch.encoded_clients >= n.service_clients:
         return "shared_zone", (
             f"{ch.encoded_clients} workloads ask encoded-looking names under {ch.domain}: "
