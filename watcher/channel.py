@@ -500,16 +500,23 @@ def _span(
     return Span(seconds, name_set(group, samples, min_score), name_set(one_off, samples, min_score))
 
 
-def _prevalence(window: Window, long_t: pd.DataFrame) -> dict[str, int]:
-    """Clients (workloads or nodes) resolving each domain in the long window: from the source's
-    zone counts where it sent them (Prometheus), else from the complete name table (files)."""
+def _distinct_per(
+    window: Window, long_t: pd.DataFrame, key: str, counted: str, sent: Mapping[str, int]
+) -> dict[str, int]:
+    """Distinct `counted` per `key` in the long window: from the complete name table where the
+    source has one (files), else from the counts the source sent (Prometheus, in PromQL)."""
     out: dict[str, int] = {}
     if window.complete and not long_t.empty:
-        counts = long_t.groupby("domain")["workload"].nunique()
-        out.update({str(d): int(n) for d, n in counts.items()})
-    for zone, n in window.prevalence.items():
-        out.setdefault(zone, n)
+        counts = long_t.groupby(key)[counted].nunique()
+        out.update({str(k): int(n) for k, n in counts.items()})
+    for k, n in sent.items():
+        out.setdefault(k, n)
     return out
+
+
+def _prevalence(window: Window, long_t: pd.DataFrame) -> dict[str, int]:
+    """Clients (workloads or nodes) resolving each domain in the long window."""
+    return _distinct_per(window, long_t, "domain", "workload", window.prevalence)
 
 
 def _encoders(shaped: pd.DataFrame, min_score: float) -> dict[str, int]:
@@ -521,15 +528,8 @@ def _encoders(shaped: pd.DataFrame, min_score: float) -> dict[str, int]:
 
 
 def _breadth(window: Window, long_t: pd.DataFrame) -> dict[str, int]:
-    """Domains each workload resolves in the long window: from the source's zone counts where
-    it sent them (Prometheus), else from the complete name table (files)."""
-    out: dict[str, int] = {}
-    if window.complete and not long_t.empty:
-        counts = long_t.groupby("workload")["domain"].nunique()
-        out.update({str(w): int(n) for w, n in counts.items()})
-    for client, n in window.breadth.items():
-        out.setdefault(client, n)
-    return out
+    """Domains each workload resolves in the long window."""
+    return _distinct_per(window, long_t, "workload", "domain", window.breadth)
 
 
 def zone_of(domain: str) -> str:

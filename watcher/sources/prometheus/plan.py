@@ -3,9 +3,12 @@
 Requests per scan: 1 label check, 2 zone counts (per workload and zone), 1 grouped name fetch per
 100 candidate zones (or 3,000 characters of selector) and window, 1 label-values lookup and 1
 exact fetch per 3,000 characters of shape-prefilter names, then volume: the recent span, one
-median screen, and the history of the sources that changed. Memory follows the candidates, not
-the series count. The four chains (short names, long names, shaped names, volume) are
-independent and run `prometheus.parallel_queries` at a time.
+median screen, and the history of the sources that changed; last, for the contested pairs only
+(names.contested: a rule could fire counting all their names one-off, or only they resolve
+their zone), one sparse range query of re-asks and first asks per 3,000 characters of names,
+one `group()` of the responses metric and one answers query per 3,000 characters of names.
+Memory follows the candidates, not the series count. The four chains (short names, long names,
+shaped names, volume) are independent and run `prometheus.parallel_queries` at a time.
 """
 
 from __future__ import annotations
