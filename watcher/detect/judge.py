@@ -223,6 +223,11 @@ def _encoded(ch: Channel, cfg: Config, one_off: bool) -> list[_Candidate]:
     return [(sev, "suspicious_name", score, summary, ev)]
 
 
+# Principles that call a few encoded names ordinary for their channel, zone or client: such a
+# channel joins no session either.
+BASE_RATE = ("host_family", "shared_zone", "busy_client")
+
+
 def _base_rate(ch: Channel, cfg: Config) -> tuple[str, str] | None:
     """Why a few encoded-looking names are ordinary here (principle, why), or None: they are
     a few beside many encoded-looking hosts of the channel (its newest), the zone's
@@ -424,7 +429,7 @@ def judge_all(channels: list[Channel], cfg: Config) -> list[Finding]:
         f = judge(ch, cfg, beacons.get(ch.client, 1))
         if f is not None:
             out += recognise([f], cfg, ch.at)
-        if f is None or not f.is_alert:
+        if f is None or not (f.is_alert or f.evidence.get("quieted_by") in BASE_RATE):
             quiet.append(ch)
     return out + judge_sessions(quiet, cfg)
 
