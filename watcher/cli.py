@@ -252,6 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="--follow: save and resume the read position here (no line re-read or skipped)",
     )
+    flo.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="--follow: save the windows here every flows.checkpoint_interval and on SIGTERM, "
+        "and go on from them after a restart (default: beside --position-file, "
+        "NAME.checkpoint)",
+    )
     flo.add_argument("--config", metavar="FILE", help="YAML config")
     flo.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     flo.add_argument(
@@ -463,6 +470,7 @@ def cmd_flows(args: argparse.Namespace) -> int:
         files=list(args.files or []),
         follow=args.follow,
         position_file=args.position_file,
+        checkpoint=args.checkpoint,
         listen=args.listen,
         notify=args.notify,
         dry_run=args.dry_run,

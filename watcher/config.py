@@ -494,6 +494,14 @@ class FlowsConfig(_Section):
             "(dedupe, escalation and resolution as for `run`)."
         ),
     )
+    checkpoint_interval: SecondsOrOff = Field(
+        60.0,
+        description=(
+            "--follow: write the windows and the read position to the checkpoint file this "
+            "often (and on SIGTERM), so a restarted follower goes on where it stopped; off "
+            "writes none. A kill loses at most this much work, re-read from the file."
+        ),
+    )
 
 
 class OutputConfig(_Section):

@@ -165,6 +165,34 @@ class SelfMetrics:
             self.channel_names.labels(*labels, "long", alerting).set(e.long)
             self.channel_encoded.labels(*labels, alerting).set(e.encoded)
 
+    def checkpoint(self, failed: str | None = None, written: Any = None) -> None:
+        """A follower's checkpoint: a failure by stage ("read": not restored, "write": not
+        saved; the follower runs on), or the last write (watcher.flows.checkpoint.Written)."""
+        if not hasattr(self, "checkpoint_failures"):
+            self.checkpoint_failures = Counter(
+                "dnswatch_checkpoint_failures_total",
+                "Checkpoints not restored (read) or not written (write); the follower ran on.",
+                ["stage"],
+                registry=self.registry,
+            )
+            self.checkpoint_failures.labels("read")
+            self.checkpoint_failures.labels("write")
+            self.checkpoint_bytes = Gauge(
+                "dnswatch_checkpoint_bytes",
+                "Size of the last checkpoint written.",
+                registry=self.registry,
+            )
+            self.checkpoint_seconds = Gauge(
+                "dnswatch_checkpoint_write_seconds",
+                "Wall time the last checkpoint took to write.",
+                registry=self.registry,
+            )
+        if failed is not None:
+            self.checkpoint_failures.labels(failed).inc()
+        if written is not None:
+            self.checkpoint_bytes.set(written.bytes)
+            self.checkpoint_seconds.set(written.seconds)
+
     def flow_seen(self, at: float) -> None:
         if hasattr(self, "flow_last"):
             self.flow_last.set(at)

@@ -19,6 +19,7 @@ from watcher.config import Config
 from watcher.cycle import channels, run_cycle
 from watcher.errors import EXIT_DELIVERY, EXIT_OK, ConfigError
 from watcher.findings import Finding, Scanned, sort_findings
+from watcher.flows.checkpoint import Checkpoint
 from watcher.flows.follow import follow
 from watcher.flows.scan import FlowScan
 from watcher.progress import Progress
@@ -33,6 +34,7 @@ class FlowsOptions:
     files: list[str] = field(default_factory=list)
     follow: str | None = None  # a path, or - for stdin
     position_file: str | None = None
+    checkpoint: str | None = None  # default: beside the position file
     listen: str | None = None
     notify: bool = False
     dry_run: bool = False
@@ -85,6 +87,12 @@ def run(o: FlowsOptions, cfg: Config) -> int:
             sys.stdout.flush()
 
         pos = Path(o.position_file) if o.position_file else None
+        ck = _checkpoint(o, cfg, pos)
+
+        def warn(stage: str, message: str) -> None:
+            print(f"dnswatch flows: warning: {message}", file=sys.stderr)
+            metrics.checkpoint(failed=stage)
+
         tick = None
         server = None
         if o.listen:
@@ -100,6 +108,8 @@ def run(o: FlowsOptions, cfg: Config) -> int:
                 metrics.flows(scan.counts.to_json(), len(scan.window.pairs), scan.current())
                 metrics.flow_channels(scan.exported())
                 metrics.flow_seen(scan.window.now)
+                if ck is not None:
+                    metrics.checkpoint(written=ck.written)
 
         follow(
             None if o.follow == "-" else Path(o.follow),
@@ -109,14 +119,16 @@ def run(o: FlowsOptions, cfg: Config) -> int:
             stop=lambda: stopping["now"],
             every=notify if o.notify else None,
             tick=tick,
+            checkpoint=ck,
+            warn=warn,
         )
         if server is not None:
             server.shutdown()
         return EXIT_DELIVERY if failed["all"] else EXIT_OK
     if not o.files:
         raise ConfigError("give flow files (or - for stdin), or --follow PATH")
-    if o.position_file:
-        raise ConfigError("--position-file goes with --follow")
+    if o.position_file or o.checkpoint:
+        raise ConfigError("--position-file and --checkpoint go with --follow")
     scan = FlowScan(cfg)
     progress = Progress.for_terminal(o.quiet)
 
@@ -145,3 +157,19 @@ def run(o: FlowsOptions, cfg: Config) -> int:
         # A file read to its end: every finding of the file, as one cycle.
         notify(scan, sort_findings(list(scan.best.values())))
     return EXIT_DELIVERY if failed["all"] else EXIT_OK
+
+
+def _checkpoint(o: FlowsOptions, cfg: Config, pos: Path | None) -> Checkpoint | None:
+    """The follower's checkpoint file: --checkpoint, else beside the position file (the state
+    volume); none for a pipe (it cannot be resumed) or with flows.checkpoint_interval off."""
+    if o.follow == "-":
+        if o.checkpoint:
+            raise ConfigError("--checkpoint needs a file to resume: --follow PATH, not -")
+        return None
+    if not cfg.flows.checkpoint_interval:
+        return None
+    if o.checkpoint:
+        return Checkpoint(Path(o.checkpoint), cfg)
+    if pos is not None:
+        return Checkpoint(pos.with_name(pos.stem + ".checkpoint"), cfg)
+    return None

@@ -10,11 +10,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from watcher.config import Config
 from watcher.errors import SourceError
 from watcher.findings import Finding
+from watcher.flows.checkpoint import Checkpoint, CheckpointError
 from watcher.flows.scan import FlowScan
 
 
@@ -28,12 +29,18 @@ class Position:
     mark: str = ""  # hex of up to 32 bytes before offset
 
     @classmethod
+    def of(cls, raw: dict[str, Any]) -> Position:
+        return cls(int(raw["inode"]), int(raw["offset"]), str(raw.get("mark", "")))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"inode": self.inode, "offset": self.offset, "mark": self.mark}
+
+    @classmethod
     def load(cls, path: Path | None) -> Position | None:
         if path is None or not path.exists():
             return None
         try:
-            raw = json.loads(path.read_text())
-            return cls(int(raw["inode"]), int(raw["offset"]), str(raw.get("mark", "")))
+            return cls.of(json.loads(path.read_text()))
         except (OSError, ValueError, KeyError, TypeError):
             raise SourceError(
                 f"position file {path} is unreadable: delete it to start over"
@@ -43,11 +50,12 @@ class Position:
         if path is None:
             return
         tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps({"inode": self.inode, "offset": self.offset, "mark": self.mark}))
+        tmp.write_text(json.dumps(self.to_json()))
         os.replace(tmp, path)
 
 
 MARK = 32
+CHUNK = 4 << 20  # bytes a read takes at most: ~4,000 flow lines
 
 
 class Follower:
@@ -56,7 +64,11 @@ class Follower:
     between two looks), never splits a line, and resumes from a saved position (in the rotated
     backup if the file was rotated while we were down)."""
 
-    def __init__(self, path: Path, position_file: Path | None = None) -> None:
+    def __init__(
+        self, path: Path, position_file: Path | None = None, resume: Position | None = None
+    ) -> None:
+        """`resume`: where to go on from (a checkpoint's position, which matches its state),
+        else the position file's."""
         self.path = path
         self.position_file = position_file
         self.fh: BinaryIO | None = None
@@ -64,7 +76,7 @@ class Follower:
         self.offset = 0
         self.partial = b""
         self.mark = b""
-        self._resume(Position.load(position_file))
+        self._resume(resume if resume is not None else Position.load(position_file))
 
     def _open(self, path: Path, offset: int) -> None:
         if self.fh is not None:
@@ -106,43 +118,49 @@ class Follower:
         return size < self.offset or (self.offset > 0 and self._mark_at(self.offset) != self.mark)
 
     def read(self) -> list[bytes]:
-        """Whole lines available now (possibly none)."""
-        out: list[bytes] = []
+        """Whole lines available now, at most about CHUNK bytes of them (a backlog is read in
+        pieces, so a stop request is heard between them); possibly none."""
         if self.fh is None:
             if self.path.exists():
                 self._open(self.path, 0)
             else:
-                return out
+                return []
         assert self.fh is not None
         try:
             st = self.path.stat()
         except FileNotFoundError:
-            return out + self._drain()
+            return self._drain()[0]
         if st.st_ino == self.inode and self._rewritten(os.fstat(self.fh.fileno()).st_size):
             self._open(self.path, 0)  # truncated in place (copytruncate)
-        out += self._drain()
-        if st.st_ino != self.inode:
-            out += self._drain()  # the rest of the rotated file, then the new one
+        out, more = self._drain()
+        if st.st_ino != self.inode and not more:
+            # The rotated file is read to its end: its last unterminated line, then the new one.
             if self.partial:
                 out.append(self.partial)
             self._open(self.path, 0)
-            out += self._drain()
+            out += self._drain()[0]
         return out
 
-    def _drain(self) -> list[bytes]:
+    def _drain(self) -> tuple[list[bytes], bool]:
+        """Whole lines of the next chunk, and whether the file may hold more."""
         assert self.fh is not None
-        data = self.fh.read()
+        data = self.fh.read(CHUNK)
         if not data:
-            return []
+            return [], False
+        more = len(data) == CHUNK
         data = self.partial + data
         lines = data.split(b"\n")
         self.partial = lines.pop()
         self.offset = self.fh.tell() - len(self.partial)
         self.mark = self._mark_at(self.offset)
-        return [line for line in lines if line]
+        return [line for line in lines if line], more
+
+    def position(self) -> Position:
+        """After the last whole line returned: where a restart goes on."""
+        return Position(self.inode, self.offset, self.mark.hex())
 
     def save(self) -> None:
-        Position(self.inode, self.offset, self.mark.hex()).save(self.position_file)
+        self.position().save(self.position_file)
 
 
 class StreamTail:
@@ -182,13 +200,31 @@ def follow(
     poll: float = 0.2,
     every: Callable[[FlowScan], None] | None = None,
     tick: Callable[[FlowScan], None] | None = None,
+    checkpoint: Checkpoint | None = None,
+    warn: Callable[[str, str], None] = lambda stage, msg: None,
 ) -> FlowScan:
     """Tail `path`; `emit` each finding that is new or more severe; call `every` (a notify
-    cycle) each flows.notify_interval."""
-    scan = FlowScan(cfg)
+    cycle) each flows.notify_interval. With a `checkpoint`, start from its state and position
+    and write it every flows.checkpoint_interval and when stopping; `warn(stage, message)`
+    hears of a checkpoint that could not be read ("read") or written ("write")."""
+    scan, resume = FlowScan(cfg), None
+    if checkpoint is not None and path is not None:
+        scan, resume = _restored(cfg, checkpoint, warn)
     tail: Follower | StreamTail = (
-        StreamTail(sys.stdin.fileno()) if path is None else Follower(path, position_file)
+        StreamTail(sys.stdin.fileno()) if path is None else Follower(path, position_file, resume)
     )
+
+    def save() -> None:
+        tail.save()
+        if checkpoint is None or not isinstance(tail, Follower):
+            return
+        try:
+            checkpoint.save(
+                scan.snapshot(), tail.position().to_json(), scan.window.now, len(scan.window.pairs)
+            )
+        except CheckpointError as exc:
+            warn("write", str(exc))
+
     last_judge = last_every = time.monotonic()
     while not stop() and not getattr(tail, "eof", False):
         lines = tail.read()
@@ -202,12 +238,36 @@ def follow(
             last_judge = now
             if tick is not None:
                 tick(scan)
+        if checkpoint is not None and checkpoint.due():
+            save()
         if every is not None and now - last_every >= cfg.flows.notify_interval:
             every(scan)
             last_every = now
         if not lines and isinstance(tail, Follower):
             time.sleep(poll)
-    tail.save()
+    save()
     if every is not None:
         every(scan)
     return scan
+
+
+def _restored(
+    cfg: Config, checkpoint: Checkpoint, warn: Callable[[str, str], None]
+) -> tuple[FlowScan, Position | None]:
+    """A scan holding the checkpoint's state, and the position that state is as of; an empty
+    scan and None (go on from the position file) when there is none or it is unusable."""
+    try:
+        got = checkpoint.load()
+        if got is None:
+            return FlowScan(cfg), None
+        position = Position.of(got.position) if got.position else None
+        scan = FlowScan(cfg)
+        scan.restore(got.state)
+    except CheckpointError as exc:
+        warn("read", str(exc))
+        return FlowScan(cfg), None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        warn("read", f"checkpoint {checkpoint.path} is corrupt ({type(exc).__name__})")
+        return FlowScan(cfg), None
+    scan.window.trim()
+    return scan, position

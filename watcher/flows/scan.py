@@ -8,6 +8,7 @@ tails a growing, rotating file and reports a finding as soon as the pair crosses
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -43,6 +44,23 @@ class FlowScan:
         self.counts = self.source.counts
         self.rules = self.window.rules
         self.best: dict[tuple[str, str], Finding] = {}
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything a restarted follower needs to go on as if it never stopped: the source's
+        window and the findings already reported (so they are not reported again)."""
+        best = [
+            (f.kind, f.severity, f.source, f.domain, f.score, f.summary, json.dumps(f.evidence))
+            for f in self.best.values()
+        ]
+        return {"source": self.source.snapshot(), "best": best}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.source.restore(state["source"])
+        self.counts = self.source.counts
+        self.best = {}
+        for kind, sev, source, domain, score, summary, evidence in state["best"]:
+            f = Finding(kind, sev, source, domain, score, summary, json.loads(evidence))
+            self.best[(str(f.evidence.get("workload", f.source)), f.domain or "")] = f
 
     def feed(self, lines: Iterable[bytes]) -> list[Finding]:
         """Consume lines; return findings that are new or more severe than before."""

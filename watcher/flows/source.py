@@ -9,8 +9,9 @@ file, not just its end.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from watcher.channel import Channel
 from watcher.config import Config, domain_rules
@@ -33,6 +34,21 @@ class FlowSource:
             cfg.flows.min_distinct,
             cfg.names.min_distinct,
         )
+
+    def snapshot(self) -> dict[str, object]:
+        """What a checkpoint keeps (watcher.flows.checkpoint): the window and the counts."""
+        c = self.counts
+        return {
+            "window": self.window.snapshot(),
+            "counts": (c.lines, c.dns_flows, dict(c.skipped or {})),
+            "next_volume": self.next_volume,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.window.restore(state["window"])
+        lines, flows, skipped = state["counts"]
+        self.counts = LineCounts(int(lines), int(flows), Counter(skipped))
+        self.next_volume = float(state["next_volume"])
 
     def feed(self, lines: Iterable[bytes]) -> Iterator[Evidence]:
         """Consume lines; yield evidence to judge on the way."""

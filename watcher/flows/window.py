@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+import zlib
 from array import array
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
@@ -96,9 +97,12 @@ TIME_UNIT, _TIME_MAX = 10.0, (1 << 23) - 1
 SHARED_I, SPREAD_I, ANSWERED_I = 0, 1, 2
 
 
+@lru_cache(maxsize=4096)
 def pod_tag(pod: str) -> int:
-    """12 bits telling the pods of a pair apart (a collision makes two pods one: rare)."""
-    return hash(pod) & 0xFFF
+    """12 bits telling the pods of a pair apart (a collision makes two pods one: rare). A CRC,
+    not hash(): Python salts str hashes per process, and a checkpoint restored by another
+    process must tag the same pod alike (else its re-asks read as another pod's: shared)."""
+    return zlib.crc32(pod.encode("utf-8", "surrogatepass")) & 0xFFF
 
 
 def first_asked(st: PairState, code: int) -> float:
@@ -281,6 +285,34 @@ class FlowWindow:
         # source -> (bucket start, requests) pairs, flat, oldest first: a dict per source costs
         # ~300 B more for the one or two buckets most sources hold
         self.volume: dict[str, array[float]] = {}
+
+    # What a checkpoint keeps (watcher.flows.checkpoint): everything the judge reads later.
+    STATE = (
+        "pairs",
+        "prevalence",
+        "encoders",
+        "breadth",
+        "now",
+        "start",
+        "day_slots",
+        "volume",
+        "closed",
+    )
+
+    def snapshot(self) -> dict[str, object]:
+        """The window's state, by reference: serialize it before the next line. Taken between
+        reads, when FlowSource.feed has judged the evicted pairs (none are pending)."""
+        return {k: getattr(self, k) for k in self.STATE}
+
+    def restore(self, state: dict[str, object]) -> None:
+        for k in self.STATE:
+            setattr(self, k, state[k])
+
+    def trim(self) -> None:
+        """Back under flows.max_pairs (a restored window saved under a higher cap): the least
+        recently active pairs are judged (through `evicted`), then dropped."""
+        while len(self.pairs) > self.cfg.flows.max_pairs:
+            self._evict(next(iter(self.pairs)))
 
     def add(self, f: DnsFlow) -> None:
         if f.time > self.now:
