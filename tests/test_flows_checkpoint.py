@@ -382,10 +382,9 @@ def _forge(path: Path, body: bytes, cfg: Config, written: float | None = None) -
         "flow_time": 0.0,
         "position": None,
         "pairs": 0,
-        "body_bytes": len(body),
-        "sha256": hashlib.sha256(body).hexdigest(),
     }
-    path.write_bytes(ckmod.MAGIC + json.dumps(header).encode() + b"\n" + body)
+    signed = json.dumps(header).encode() + b"\n" + body
+    path.write_bytes(ckmod.MAGIC + signed + hashlib.sha256(signed).digest())
 
 
 class _Evil:

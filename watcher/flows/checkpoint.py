@@ -7,8 +7,8 @@ line is counted twice and none is skipped. Without it the long window would star
 the day window would need 12 hours of lines again.
 
 The file: a magic line, a JSON header line (format, layout, window settings, write time, the
-flow time it is as of, the read position, the body's length and SHA-256), then the body, a
-pickle of plain values and the window's PairState records only: it is read with an
+flow time it is as of, the read position), the body, and the SHA-256 of header and body. The
+body is a pickle of plain values and the window's PairState records only: it is read with an
 unpickler that refuses every other class (pickle's "restricting globals"), so a tampered
 file cannot run code. Written atomically (temporary file, fsync, rename). A checkpoint that
 cannot be read, is from another version or other window settings, is older than the day
@@ -61,6 +61,21 @@ _ALLOWED = {
     ("array", "_array_reconstructor"),
     ("collections", "OrderedDict"),
 }
+
+
+DIGEST = 32  # the file ends with the SHA-256 of its header line and body
+
+
+class _Hashing:
+    """A file the pickle is streamed into, hashing what passes."""
+
+    def __init__(self, fh: io.BufferedWriter) -> None:
+        self.fh = fh
+        self.sha = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        return self.fh.write(data)
 
 
 class CheckpointError(Exception):
@@ -129,7 +144,6 @@ class Checkpoint:
         """Write atomically; CheckpointError (the old checkpoint stays) if it cannot be."""
         began = time.perf_counter()
         self.last = time.monotonic()
-        body = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
         header = {
             "format": FORMAT,
             "layout": LAYOUT,
@@ -138,15 +152,19 @@ class Checkpoint:
             "flow_time": flow_time,
             "position": position,
             "pairs": pairs,
-            "body_bytes": len(body),
-            "sha256": hashlib.sha256(body).hexdigest(),
         }
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             with open(tmp, "wb") as fh:
                 fh.write(MAGIC)
-                fh.write(json.dumps(header, separators=(",", ":")).encode() + b"\n")
-                fh.write(body)
+                out = _Hashing(fh)
+                out.write(json.dumps(header, separators=(",", ":")).encode() + b"\n")
+                # Streamed, and without pickle's memo (no object is shared or cyclic here):
+                # the memo of millions of objects costs more memory than the state itself.
+                pickler = pickle.Pickler(out, protocol=pickle.HIGHEST_PROTOCOL)
+                pickler.fast = True
+                pickler.dump(state)
+                fh.write(out.sha.digest())
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, self.path)
@@ -174,7 +192,8 @@ class Checkpoint:
         where = f"checkpoint {self.path}"
         if not raw.startswith(MAGIC):
             raise CheckpointError(f"{where} is not a dnswatch checkpoint (or is truncated)")
-        head, sep, body = raw[len(MAGIC) :].partition(b"\n")
+        signed, digest = raw[len(MAGIC) : -DIGEST], raw[-DIGEST:]
+        head, sep, body = signed.partition(b"\n")
         try:
             header = json.loads(head) if sep else None
         except ValueError:
@@ -191,10 +210,8 @@ class Checkpoint:
                 f"{where} was written with other window settings (windows.*, judge.repeat_*, "
                 "names.min_score): not restored"
             )
-        if len(body) != header.get("body_bytes") or (
-            hashlib.sha256(body).hexdigest() != header.get("sha256")
-        ):
-            raise CheckpointError(f"{where} is truncated or corrupt (length or checksum)")
+        if hashlib.sha256(signed).digest() != digest:
+            raise CheckpointError(f"{where} is truncated or corrupt (checksum)")
         written = float(header.get("written", 0))
         age = time.time() - written
         widest = horizon(self.cfg)

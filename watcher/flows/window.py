@@ -13,11 +13,12 @@ workload is counted, so a leak spread over replicas adds up. State is bounded by
 from __future__ import annotations
 
 import math
+import operator
 import re
 import zlib
 from array import array
 from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 
 import numpy as np
@@ -184,6 +185,11 @@ class PairState:
     longest: int = 0  # longest new name, characters
     odd: bool = False  # a new name had a character no host name has
 
+    def __reduce__(self) -> tuple[type[PairState], tuple[object, ...]]:
+        # A checkpoint pickles every pair: its fields in one C-level getter, rebuilt by the
+        # constructor (the dataclass's own __getstate__ walks fields() in Python per pair).
+        return (PairState, _pair_fields(self))
+
     def code_of(self, name: str) -> int | None:
         names = self.names
         if isinstance(names, dict):
@@ -255,6 +261,9 @@ class PairState:
         """Offsets of the buckets starting at or after `since`."""
         b = self.buckets
         return [o for o in range(0, len(b), B_SIZE) if b[o + B_START] >= since]
+
+
+_pair_fields = operator.attrgetter(*(f.name for f in fields(PairState)))
 
 
 class FlowWindow:
