@@ -7,7 +7,7 @@ PYTHON = $(VENV)/bin/python
 DNSWATCH = $(PYTHON) -m watcher.cli
 STAMP = $(VENV)/.installed
 
-.PHONY: install demo test lint generate bench bench-scale train-flow-model lab
+.PHONY: install demo test lint generate proto bench bench-scale train-flow-model lab
 
 install: $(STAMP)
 
@@ -42,6 +42,10 @@ generate: install
 	$(PYTHON) rules/build.py
 	$(PYTHON) dashboards/build.py
 	$(PYTHON) k8s/build.py
+
+# The Relay source's messages from their .proto (docs/flow-logs.md); tests check it is fresh.
+proto: install
+	cd watcher/sources/relay && $(abspath $(PYTHON)) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. observer.proto
 
 # Rebuild the flow model from the project's own data (docs/flow-model.md).
 train-flow-model: install

@@ -244,8 +244,41 @@ def build_parser() -> argparse.ArgumentParser:
     flo.add_argument(
         "--follow",
         metavar="PATH",
+        nargs="?",
+        const="",
         help="tail this exporter file (rotation-safe), or - for a never-ending pipe such as "
-        "hubble observe --follow -o jsonpb; findings are printed as they happen",
+        "hubble observe --follow -o jsonpb; with --relay and no PATH, Relay's live stream; "
+        "findings are printed as they happen",
+    )
+    flo.add_argument(
+        "--relay",
+        metavar="ADDRESS",
+        help="read DNS flows from Hubble Relay's GetFlows (e.g. hubble-relay.kube-system:80): "
+        "every node's, filtered on the server; without --follow, what it holds of the long "
+        "window",
+    )
+    flo.add_argument("--tls", action="store_true", help="--relay: connect with TLS")
+    flo.add_argument("--tls-ca", metavar="FILE", help="--relay --tls: CA bundle for Relay")
+    flo.add_argument(
+        "--tls-cert", metavar="FILE", help="--relay --tls: client certificate (Relay's mTLS)"
+    )
+    flo.add_argument("--tls-key", metavar="FILE", help="--relay --tls: the client key")
+    flo.add_argument(
+        "--tls-server-name",
+        metavar="NAME",
+        help="--relay --tls: the name Relay's certificate holds",
+    )
+    flo.add_argument(
+        "--since",
+        metavar="TIME",
+        help="--relay: flows from this time (RFC 3339 or Unix seconds; default: the long "
+        "window back, or now with --follow)",
+    )
+    flo.add_argument(
+        "--relay-timeout",
+        metavar="DURATION",
+        default="10s",
+        help="--relay: connecting and the first answer (default 10s)",
     )
     flo.add_argument(
         "--position-file",
@@ -466,9 +499,39 @@ def cmd_flows(args: argparse.Namespace) -> int:
     from watcher.flows.command import FlowsOptions, run
 
     cfg = _config(args)
+    relay = None
+    follow = args.follow
+    if args.relay:
+        from watcher.duration import parse_duration
+        from watcher.sources.relay.stream import RelayOptions
+
+        try:
+            timeout = parse_duration(args.relay_timeout)
+        except ValueError as exc:
+            raise ConfigError(f"--relay-timeout: {exc}") from None
+        relay = RelayOptions(
+            args.relay,
+            since=parse_time(args.since) if args.since else None,
+            tls=args.tls,
+            ca=args.tls_ca,
+            cert=args.tls_cert,
+            key=args.tls_key,
+            server_name=args.tls_server_name,
+            timeout=timeout,
+        )
+        relay.credentials()  # a bad TLS option is a usage error, before anything starts
+        if follow == "":
+            follow = "relay"
+    elif follow == "":
+        raise ConfigError("--follow needs a PATH (or - for stdin), or --relay ADDRESS")
+    elif args.since:
+        raise ConfigError("--since goes with --relay")
+    elif args.tls or args.tls_ca or args.tls_cert or args.tls_key or args.tls_server_name:
+        raise ConfigError("--tls and its options go with --relay")
     options = FlowsOptions(
         files=list(args.files or []),
-        follow=args.follow,
+        follow=follow,
+        relay=relay,
         position_file=args.position_file,
         checkpoint=args.checkpoint,
         listen=args.listen,

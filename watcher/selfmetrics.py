@@ -193,6 +193,40 @@ class SelfMetrics:
             self.checkpoint_bytes.set(written.bytes)
             self.checkpoint_seconds.set(written.seconds)
 
+    def relay(self, coverage: Any) -> None:
+        """Hubble Relay's blind spots (watcher.sources.relay.stream.Coverage): events lost by
+        source and node, nodes by state, and whether the stream is up."""
+        if not hasattr(self, "relay_lost"):
+            self.relay_lost = Gauge(
+                "dnswatch_relay_lost_events_total",
+                "Events Hubble Relay reported lost since start, by where (source) and node.",
+                ["source", "node"],
+                registry=self.registry,
+            )
+            self.relay_nodes = Gauge(
+                "dnswatch_relay_nodes",
+                "Nodes by the state Relay last reported (connected, unavailable).",
+                ["state"],
+                registry=self.registry,
+            )
+            self.relay_up = Gauge(
+                "dnswatch_relay_connected",
+                "1 while the GetFlows stream is up, 0 while reconnecting.",
+                registry=self.registry,
+            )
+            self.relay_reconnects = Gauge(
+                "dnswatch_relay_reconnects_total",
+                "Times the stream was lost and resumed since start.",
+                registry=self.registry,
+            )
+        for (source, node), n in list(coverage.lost.items())[:500]:
+            self.relay_lost.labels(source, node[:200]).set(n)
+        down = len(coverage.unavailable())
+        self.relay_nodes.labels("unavailable").set(down)
+        self.relay_nodes.labels("connected").set(len(coverage.nodes) - down)
+        self.relay_up.set(1 if coverage.connected else 0)
+        self.relay_reconnects.set(coverage.reconnects)
+
     def flow_seen(self, at: float) -> None:
         if hasattr(self, "flow_last"):
             self.flow_last.set(at)

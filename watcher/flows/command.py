@@ -11,9 +11,10 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from watcher.config import Config
 from watcher.cycle import channels, run_cycle
@@ -26,7 +27,8 @@ from watcher.progress import Progress
 from watcher.render import as_text, text_line
 from watcher.selfmetrics import SelfMetrics
 from watcher.service import Health, start_http
-from watcher.sources.flows import read_lines
+from watcher.sources.flows import LineCounts, read_lines
+from watcher.sources.relay.stream import RelayOptions, RelayStream
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class FlowsOptions:
     follow: str | None = None  # a path, or - for stdin
     position_file: str | None = None
     checkpoint: str | None = None  # default: beside the position file
+    relay: RelayOptions | None = None  # read Hubble Relay's GetFlows instead of files
     listen: str | None = None
     notify: bool = False
     dry_run: bool = False
@@ -65,6 +68,15 @@ def run(o: FlowsOptions, cfg: Config) -> int:
 
     if o.notify:
         channels(cfg)  # a bad secret or URL fails now
+
+    def say(message: str) -> None:
+        print(f"dnswatch flows: warning: {message}", file=sys.stderr)
+
+    if o.relay is not None:
+        if o.files or (o.follow not in (None, "relay")):
+            raise ConfigError("--relay reads Relay's stream: give no FILE and no --follow PATH")
+        if o.position_file:
+            raise ConfigError("--position-file goes with files; --relay resumes from --checkpoint")
     if o.follow:
         if o.files:
             raise ConfigError("give FILE arguments or --follow PATH, not both")
@@ -87,10 +99,11 @@ def run(o: FlowsOptions, cfg: Config) -> int:
             sys.stdout.flush()
 
         pos = Path(o.position_file) if o.position_file else None
+        streams: list[RelayStream] = []
         ck = _checkpoint(o, cfg, pos)
 
         def warn(stage: str, message: str) -> None:
-            print(f"dnswatch flows: warning: {message}", file=sys.stderr)
+            say(message)
             metrics.checkpoint(failed=stage)
 
         tick = None
@@ -108,11 +121,24 @@ def run(o: FlowsOptions, cfg: Config) -> int:
                 metrics.flows(scan.counts.to_json(), len(scan.window.pairs), scan.current())
                 metrics.flow_channels(scan.exported())
                 metrics.flow_seen(scan.window.now)
+                for stream in streams:
+                    metrics.relay(stream.coverage)
                 if ck is not None:
                     metrics.checkpoint(written=ck.written)
 
+        relay = None
+        if o.relay is not None:
+            opts = o.relay
+
+            def relay(position: dict[str, Any] | None, counts: LineCounts) -> RelayStream:
+                stream = RelayStream(
+                    opts, True, opts.since, counts=counts, warn=say, position=position
+                )
+                streams.append(stream)
+                return stream
+
         follow(
-            None if o.follow == "-" else Path(o.follow),
+            None if o.follow in ("-", "relay") else Path(o.follow),
             cfg,
             emit,
             pos,
@@ -121,12 +147,13 @@ def run(o: FlowsOptions, cfg: Config) -> int:
             tick=tick,
             checkpoint=ck,
             warn=warn,
+            relay=relay,
         )
         if server is not None:
             server.shutdown()
         return EXIT_DELIVERY if failed["all"] else EXIT_OK
-    if not o.files:
-        raise ConfigError("give flow files (or - for stdin), or --follow PATH")
+    if not o.files and o.relay is None:
+        raise ConfigError("give flow files (or - for stdin), --follow PATH, or --relay ADDRESS")
     if o.position_file or o.checkpoint:
         raise ConfigError("--position-file and --checkpoint go with --follow")
     scan = FlowScan(cfg)
@@ -139,7 +166,10 @@ def run(o: FlowsOptions, cfg: Config) -> int:
             yield line
 
     try:
-        scan.feed(counted(read_lines(o.files)))
+        if o.relay is not None:
+            _read_relay(scan, o.relay, cfg, say)
+        else:
+            scan.feed(counted(read_lines(o.files)))
     finally:
         progress.finish()
     result = scan.result()
@@ -173,3 +203,18 @@ def _checkpoint(o: FlowsOptions, cfg: Config, pos: Path | None) -> Checkpoint | 
     if pos is not None:
         return Checkpoint(pos.with_name(pos.stem + ".checkpoint"), cfg)
     return None
+
+
+def _read_relay(
+    scan: FlowScan, opts: RelayOptions, cfg: Config, say: Callable[[str], None]
+) -> None:
+    """What Relay holds of the long window (its nodes' ring buffers), to its end."""
+    now = time.time()
+    since = opts.since if opts.since is not None else now - cfg.windows.long
+    stream = RelayStream(opts, False, since, until=now, counts=scan.source.counts, warn=say)
+    scan.source.notes = stream.coverage.warnings
+    try:
+        while not stream.eof:
+            scan.feed_flows(stream.read())
+    finally:
+        stream.close()

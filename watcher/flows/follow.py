@@ -17,6 +17,8 @@ from watcher.errors import SourceError
 from watcher.findings import Finding
 from watcher.flows.checkpoint import Checkpoint, CheckpointError
 from watcher.flows.scan import FlowScan
+from watcher.sources.flows import LineCounts
+from watcher.sources.relay.stream import RelayStream
 
 
 @dataclass
@@ -63,6 +65,8 @@ class Follower:
     (the size fell below our offset, or the bytes before it changed: truncated and rewritten
     between two looks), never splits a line, and resumes from a saved position (in the rotated
     backup if the file was rotated while we were down)."""
+
+    eof = False  # a file is never done: it may grow or rotate
 
     def __init__(
         self, path: Path, position_file: Path | None = None, resume: Position | None = None
@@ -202,65 +206,98 @@ def follow(
     tick: Callable[[FlowScan], None] | None = None,
     checkpoint: Checkpoint | None = None,
     warn: Callable[[str, str], None] = lambda stage, msg: None,
+    relay: Callable[[dict[str, Any] | None, LineCounts], RelayStream] | None = None,
 ) -> FlowScan:
-    """Tail `path`; `emit` each finding that is new or more severe; call `every` (a notify
-    cycle) each flows.notify_interval. With a `checkpoint`, start from its state and position
-    and write it every flows.checkpoint_interval and when stopping; `warn(stage, message)`
-    hears of a checkpoint that could not be read ("read") or written ("write")."""
-    scan, resume = FlowScan(cfg), None
-    if checkpoint is not None and path is not None:
+    """Tail `path` (None: stdin), or the stream `relay(position, counts)` opens; `emit` each
+    finding that is new or more severe; call `every` (a notify cycle) each
+    flows.notify_interval. With a `checkpoint`, start from its state and position and write it
+    every flows.checkpoint_interval and when stopping; `warn(stage, message)` hears of a
+    checkpoint that could not be read ("read") or written ("write")."""
+    scan: FlowScan = FlowScan(cfg)
+    resume: dict[str, Any] | None = None
+    if checkpoint is not None and (path is not None or relay is not None):
         scan, resume = _restored(cfg, checkpoint, warn)
-    tail: Follower | StreamTail = (
-        StreamTail(sys.stdin.fileno()) if path is None else Follower(path, position_file, resume)
-    )
+    tail: Follower | StreamTail | RelayStream
+    if relay is not None:
+        tail = relay(resume, scan.source.counts)
+        scan.source.notes = tail.coverage.warnings
+    elif path is None:
+        tail = StreamTail(sys.stdin.fileno())
+    else:
+        tail = Follower(path, position_file, _position(resume, warn))
 
     def save() -> None:
         tail.save()
-        if checkpoint is None or not isinstance(tail, Follower):
+        if checkpoint is None or isinstance(tail, StreamTail):
             return
+        pos = tail.position()
         try:
             checkpoint.save(
-                scan.snapshot(), tail.position().to_json(), scan.window.now, len(scan.window.pairs)
+                scan.snapshot(),
+                pos.to_json() if isinstance(pos, Position) else pos,
+                scan.window.now,
+                len(scan.window.pairs),
             )
         except CheckpointError as exc:
             warn("write", str(exc))
 
-    last_judge = last_every = time.monotonic()
-    while not stop() and not getattr(tail, "eof", False):
-        lines = tail.read()
-        for f in scan.feed(lines):
-            emit(f)
-        now = time.monotonic()
-        if now - last_judge >= cfg.flows.report_interval:
-            for f in scan.judge_now():
+    try:
+        last_judge = last_every = time.monotonic()
+        while not stop() and not tail.eof:
+            if isinstance(tail, RelayStream):
+                flows = tail.read()
+                found = scan.feed_flows(flows)
+                got = bool(flows)
+            else:
+                lines = tail.read()
+                found = scan.feed(lines)
+                got = bool(lines)
+            for f in found:
                 emit(f)
-            tail.save()
-            last_judge = now
-            if tick is not None:
-                tick(scan)
-        if checkpoint is not None and checkpoint.due():
-            save()
-        if every is not None and now - last_every >= cfg.flows.notify_interval:
-            every(scan)
-            last_every = now
-        if not lines and isinstance(tail, Follower):
-            time.sleep(poll)
-    save()
+            now = time.monotonic()
+            if now - last_judge >= cfg.flows.report_interval:
+                for f in scan.judge_now():
+                    emit(f)
+                tail.save()
+                last_judge = now
+                if tick is not None:
+                    tick(scan)
+            if checkpoint is not None and checkpoint.due():
+                save()
+            if every is not None and now - last_every >= cfg.flows.notify_interval:
+                every(scan)
+                last_every = now
+            if not got and isinstance(tail, Follower):
+                time.sleep(poll)
+        save()
+    finally:
+        if isinstance(tail, RelayStream):
+            tail.close()
     if every is not None:
         every(scan)
     return scan
 
 
+def _position(raw: dict[str, Any] | None, warn: Callable[[str, str], None]) -> Position | None:
+    if not raw:
+        return None
+    try:
+        return Position.of(raw)
+    except (KeyError, TypeError, ValueError):
+        warn("read", "checkpoint holds no file position (written by --relay?): position file used")
+        return None
+
+
 def _restored(
     cfg: Config, checkpoint: Checkpoint, warn: Callable[[str, str], None]
-) -> tuple[FlowScan, Position | None]:
+) -> tuple[FlowScan, dict[str, Any] | None]:
     """A scan holding the checkpoint's state, and the position that state is as of; an empty
-    scan and None (go on from the position file) when there is none or it is unusable."""
+    scan and None (go on from the position file, or from now) when there is none or it is
+    unusable."""
     try:
         got = checkpoint.load()
         if got is None:
             return FlowScan(cfg), None
-        position = Position.of(got.position) if got.position else None
         scan = FlowScan(cfg)
         scan.restore(got.state)
     except CheckpointError as exc:
@@ -270,4 +307,4 @@ def _restored(
         warn("read", f"checkpoint {checkpoint.path} is corrupt ({type(exc).__name__})")
         return FlowScan(cfg), None
     scan.window.trim()
-    return scan, position
+    return scan, got.position

@@ -20,6 +20,7 @@ from watcher.evidence import Evidence
 from watcher.findings import SEVERITY_RANK, Finding, report, sort_findings
 from watcher.flows.source import FlowSource
 from watcher.flows.window import to_channel
+from watcher.sources.flows import DnsFlow
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,13 @@ class FlowScan:
         """Consume lines; return findings that are new or more severe than before."""
         changed: list[Finding] = []
         for ev in self.source.feed(lines):
+            changed += self._keep(self._judge(ev))
+        return changed
+
+    def feed_flows(self, flows: Iterable[DnsFlow]) -> list[Finding]:
+        """As feed, for flows that came parsed (Hubble Relay's messages)."""
+        changed: list[Finding] = []
+        for ev in self.source.feed_flows(flows):
             changed += self._keep(self._judge(ev))
         return changed
 

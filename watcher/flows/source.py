@@ -10,7 +10,7 @@ file, not just its end.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from watcher.channel import Channel
@@ -19,7 +19,7 @@ from watcher.evidence import Evidence, Volume
 from watcher.flows.summary import PairSummary
 from watcher.flows.window import FlowWindow, to_channel
 from watcher.sources.base import Source
-from watcher.sources.flows import LineCounts, parse_stream
+from watcher.sources.flows import DnsFlow, LineCounts, parse_stream
 
 
 class FlowSource:
@@ -28,6 +28,8 @@ class FlowSource:
         self.window = FlowWindow(cfg, domain_rules(cfg))
         self.counts = LineCounts()
         self.next_volume = 0.0
+        # Blind spots the source's transport reports (Relay's lost events, unreachable nodes).
+        self.notes: Callable[[], list[str]] = list
         self.least = min(  # fewer new names than this: no rule can raise the pair
             cfg.burst.info_min_distinct,
             cfg.burst.encoded_min_distinct,
@@ -52,8 +54,13 @@ class FlowSource:
 
     def feed(self, lines: Iterable[bytes]) -> Iterator[Evidence]:
         """Consume lines; yield evidence to judge on the way."""
+        return self.feed_flows(parse_stream(lines, self.counts))
+
+    def feed_flows(self, flows: Iterable[DnsFlow]) -> Iterator[Evidence]:
+        """Consume flows however they came (lines, Relay's messages); yield evidence to judge
+        on the way."""
         w = self.window
-        for n, flow in enumerate(parse_stream(lines, self.counts)):
+        for n, flow in enumerate(flows):
             w.add(flow)
             if w.closed:
                 yield self._of(w.take_closed(self.least))
@@ -118,7 +125,7 @@ class FlowSource:
             out.append(f"{nt} DNS flow(s) without a time: keep `time` in the exporter's field mask")
         if self.counts.lines and not self.counts.dns_flows:
             out.append("no DNS flows in the input: is the exporter filtered to DNS (l7 dns)?")
-        return out
+        return out + self.notes()
 
 
 if TYPE_CHECKING:  # the type checker proves FlowSource implements the Source protocol

@@ -125,16 +125,52 @@ def _workload(ns: str, pod: str, labels: list[str] | None) -> str:
 
 def _endpoint(ep: Any, ip: str, node: str) -> tuple[str, str] | None:
     if isinstance(ep, dict):
-        pod = ep.get("pod_name") or ""
-        ns = ep.get("namespace") or ""
-        if pod:
-            src = f"{ns}/{pod}"
-            return src, _workload(ns, pod, ep.get("labels"))
+        return client_of(
+            ep.get("pod_name") or "", ep.get("namespace") or "", ep.get("labels"), ip, node
+        )
+    return client_of("", "", None, ip, node)
+
+
+def client_of(pod: str, ns: str, labels: Any, ip: str, node: str) -> tuple[str, str] | None:
+    """(source, workload) of a flow's client endpoint, whatever the flow came as (a JSON line,
+    a Relay message)."""
+    if pod:
+        return f"{ns}/{pod}", _workload(ns, pod, labels)
     # Host-network pods and nodes have no pod identity: name the node, so the finding says where.
     if ip or node:
         where = f"node/{node or '?'}/{ip or '?'}"
         return where, where
     return None
+
+
+def dns_flow(
+    ts: float,
+    node: str,
+    client: tuple[str, str],
+    query: str,
+    qtypes: Iterable[str],
+    is_response: bool,
+    rcode: int,
+    ips: Iterable[str],
+    cnames: int,
+    rrtypes: Iterable[str],
+    dropped: bool,
+) -> DnsFlow:
+    """The one place a DnsFlow is made, for every way flows arrive."""
+    return DnsFlow(
+        time=ts,
+        node=_intern(str(node)),
+        source=_intern(client[0]),
+        workload=_intern(client[1]),
+        query=query.lower().rstrip("."),
+        qtypes=tuple(str(q) for q in qtypes),
+        is_response=is_response,
+        rcode=rcode,
+        ips=tuple(_intern(str(i)) for i in ips),
+        cnames=cnames,
+        rrtypes=tuple(str(r) for r in rrtypes),
+        dropped=dropped,
+    )
 
 
 def parse_line(raw: bytes | str) -> DnsFlow | str:
@@ -196,21 +232,18 @@ def _flow(obj: dict[str, Any]) -> DnsFlow | str:
         client = _endpoint(flow.get("source"), ip.get("source", ""), node)
     if client is None:
         return "no_client"
-    qtypes = dns.get("qtypes") or ()
-    rrtypes = dns.get("rrtypes") or ()
-    return DnsFlow(
-        time=ts,
-        node=_intern(str(node)),
-        source=_intern(client[0]),
-        workload=_intern(client[1]),
-        query=query.lower().rstrip("."),
-        qtypes=tuple(str(q) for q in qtypes),
-        is_response=is_response,
-        rcode=int(dns.get("rcode") or 0),
-        ips=tuple(_intern(str(i)) for i in dns.get("ips") or ()),
-        cnames=len(dns.get("cnames") or ()),
-        rrtypes=tuple(str(r) for r in rrtypes),
-        dropped=flow.get("verdict") == "DROPPED",
+    return dns_flow(
+        ts,
+        node,
+        client,
+        query,
+        dns.get("qtypes") or (),
+        is_response,
+        int(dns.get("rcode") or 0),
+        dns.get("ips") or (),
+        len(dns.get("cnames") or ()),
+        dns.get("rrtypes") or (),
+        flow.get("verdict") == "DROPPED",
     )
 
 
