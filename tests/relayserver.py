@@ -107,7 +107,7 @@ class FakeRelay:
         for r in self.recorded:
             t = flow_time(r)
             if t is not None and (
-                since is not None and t < since or until is not None and t > until
+                (since is not None and t < since) or (until is not None and t > until)
             ):
                 continue
             if first_call and b.drop_after is not None and n >= b.drop_after:

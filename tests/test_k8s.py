@@ -72,6 +72,7 @@ def key(d: dict[str, Any]) -> tuple[str, str]:
 BASE = render(K8S / "base")
 SERVE = render(K8S / "overlays" / "serve")
 FLOWS = render(K8S / "overlays" / "flows")
+RELAY = render(K8S / "overlays" / "relay")
 
 
 def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -79,7 +80,7 @@ def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return doc
 
 
-@pytest.mark.parametrize("folder", ["base", "overlays/serve", "overlays/flows"])
+@pytest.mark.parametrize("folder", ["base", "overlays/serve", "overlays/flows", "overlays/relay"])
 def test_render_matches_kubectl_kustomize(folder: str) -> None:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
@@ -88,7 +89,13 @@ def test_render_matches_kubectl_kustomize(folder: str) -> None:
         [kubectl, "kustomize", str(K8S / folder)], capture_output=True, text=True, check=True
     ).stdout
     theirs = sorted((d for d in yaml.safe_load_all(out) if d), key=key)
-    ours = sorted({"base": BASE, "overlays/serve": SERVE, "overlays/flows": FLOWS}[folder], key=key)
+    rendered = {
+        "base": BASE,
+        "overlays/serve": SERVE,
+        "overlays/flows": FLOWS,
+        "overlays/relay": RELAY,
+    }
+    ours = sorted(rendered[folder], key=key)
     assert [key(d) for d in theirs] == [key(d) for d in ours]
     assert theirs == ours
 
@@ -107,7 +114,7 @@ def test_base_and_overlay_hold_what_each_mode_needs() -> None:
 
 def test_every_builtin_object_is_valid_strictly() -> None:
     failures = []
-    for d in BASE + SERVE + FLOWS:
+    for d in BASE + SERVE + FLOWS + RELAY:
         if d["kind"] in SCHEMAS:
             continue
         try:
@@ -120,7 +127,7 @@ def test_every_builtin_object_is_valid_strictly() -> None:
 def test_every_crd_object_is_valid_against_its_schema() -> None:
     failures = []
     seen = set()
-    for d in BASE + SERVE + FLOWS:
+    for d in BASE + SERVE + FLOWS + RELAY:
         if d["kind"] not in SCHEMAS:
             continue
         seen.add(d["kind"])
@@ -137,10 +144,11 @@ def pod_specs() -> dict[str, dict[str, Any]]:
     cron = by_kind(BASE, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     deploy = by_kind(SERVE, "Deployment")["spec"]["template"]["spec"]
     daemon = by_kind(FLOWS, "DaemonSet")["spec"]["template"]["spec"]
-    return {"CronJob": cron, "Deployment": deploy, "DaemonSet": daemon}
+    relay = by_kind(RELAY, "Deployment")["spec"]["template"]["spec"]
+    return {"CronJob": cron, "Deployment": deploy, "DaemonSet": daemon, "Relay": relay}
 
 
-@pytest.mark.parametrize("workload", ["CronJob", "Deployment", "DaemonSet"])
+@pytest.mark.parametrize("workload", ["CronJob", "Deployment", "DaemonSet", "Relay"])
 def test_the_pod_is_locked_down(workload: str) -> None:
     spec = pod_specs()[workload]
     problems = []
@@ -316,3 +324,30 @@ def test_the_flow_daemonset_reads_the_nodes_exporter_file_read_only_beside_the_c
     assert args[args.index("--listen") + 1].endswith(f":{port}")
     mon = by_kind([d for d in FLOWS if d["metadata"]["name"] == "dnswatch-flows"], "ServiceMonitor")
     assert mon["spec"]["endpoints"][0]["port"] == "metrics"
+
+
+def test_the_relay_follower_is_one_unprivileged_deployment_reaching_only_relay() -> None:
+    deploy = by_kind(RELAY, "Deployment")["spec"]
+    spec = deploy["template"]["spec"]
+    assert deploy["replicas"] == 1 and deploy["strategy"]["type"] == "Recreate"
+    assert not any("hostPath" in v for v in spec["volumes"]), "no hostPath"
+    c = spec["containers"][0]
+    args = c["args"]
+    assert args[0] == "flows" and "--follow" in args and "--notify" in args
+    assert args[args.index("--relay") + 1] == "hubble-relay.kube-system.svc.cluster.local:80"
+    checkpoint = args[args.index("--checkpoint") + 1]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    home = next(m for m in c["volumeMounts"] if checkpoint.startswith(m["mountPath"] + "/"))
+    claim = volumes[home["name"]]["persistentVolumeClaim"]["claimName"]
+    assert claim in {d["metadata"]["name"] for d in RELAY if d["kind"] == "PersistentVolumeClaim"}
+    assert claim != "dnswatch-state"  # not the CronJob's ReadWriteOnce volume
+    assert volumes["relay-tls"]["secret"]["optional"] is True
+    policies = [d for d in RELAY if d["kind"] == "CiliumNetworkPolicy"]
+    egress = [r for p in policies for r in p["spec"].get("egress", [])]
+    ports = {p["port"] for r in egress for p in r["toPorts"][0]["ports"]}
+    assert ports == {"53", "9090", "9093", "443", "4245"}
+    to_relay = [r for r in egress if r["toPorts"][0]["ports"][0]["port"] == "4245"]
+    assert to_relay[0]["toEndpoints"][0]["matchLabels"]["k8s:k8s-app"] == "hubble-relay"
+    mon = by_kind([d for d in RELAY if d["metadata"]["name"] == "dnswatch-relay"], "ServiceMonitor")
+    svc = by_kind([d for d in RELAY if d["metadata"]["name"] == "dnswatch-relay"], "Service")
+    assert mon["spec"]["endpoints"][0]["port"] == svc["spec"]["ports"][0]["name"] == "metrics"

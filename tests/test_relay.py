@@ -6,6 +6,7 @@ never answers."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -247,10 +248,8 @@ def test_lost_events_and_unavailable_nodes_are_warnings_and_metrics(
         metrics = ""
         end = time.monotonic() + 30
         while time.monotonic() < end and "dnswatch_relay_lost_events_total{" not in metrics:
-            try:
+            with contextlib.suppress(requests.ConnectionError):
                 metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
-            except requests.ConnectionError:
-                pass
             time.sleep(0.3)
         assert f.stop() == 0
     finally:
@@ -326,3 +325,88 @@ def test_a_relay_that_refuses_the_filter_or_never_answers_is_one_line_and_exit_3
     assert len(silent.stderr.strip().splitlines()) == 1 and took < 20
     bad = dnswatch("flows", "--relay", "127.0.0.1:1", "--tls-cert", "x.pem")
     assert bad.returncode == 2 and "need --tls" in bad.stderr
+
+
+def test_a_killed_relay_follower_resumes_from_its_checkpoint_without_repeats(
+    lab_lines: tuple[Path, list[bytes]], tmp_path: Path
+) -> None:
+    _, lines = lab_lines
+    msgs = responses(lines)
+    half = len(msgs) // 2
+    port = free_port()
+    relay = FakeRelay(msgs[:half], port).start()
+    try:
+        f = Follower(tmp_path, port)
+        f.wait_for(dns_count(lines[:half]))
+        f.proc.send_signal(signal.SIGKILL)
+        assert f.proc.wait(10) == -signal.SIGKILL
+        relay.stop()
+        relay = FakeRelay(msgs, port).start()
+        g = Follower(tmp_path, port)  # the same checkpoint: its position is the newest flow
+        g.wait_for(dns_count(lines))
+        assert g.stop() == 0, g.err.read_text()
+    finally:
+        relay.stop()
+    assert g.dns_flows() == dns_count(lines)
+    assert relay.requests[0].since.seconds > 946684800  # resumed from the checkpoint, not --since
+    assert "warning" not in g.err.read_text()
+
+
+def test_the_generated_messages_are_fresh(tmp_path: Path) -> None:
+    src = ROOT / "watcher" / "sources" / "relay"
+    got = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{src}",
+            f"--python_out={tmp_path}",
+            f"--pyi_out={tmp_path}",
+            str(src / "observer.proto"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert got.returncode == 0, got.stderr
+    for name in ("observer_pb2.py", "observer_pb2.pyi"):
+        assert (tmp_path / name).read_text() == (src / name).read_text(), f"make proto: {name}"
+
+
+def test_drill_check_through_relay_names_lost_events_on_a_node(tmp_path: Path) -> None:
+    from watcher.simulate import build
+    from watcher.simulate_flows import write
+
+    ns = "payments"
+    path = tmp_path / "flows.jsonl"
+    write(build(3, [f"drill,at=150m,source={ns}"], seed=5), path)
+    mine = [x for x in path.read_bytes().split(b"\n") if f'"namespace":"{ns}"'.encode() in x]
+    drill = [x for x in mine if b"dwdrill" in x or b".invalid" in x]
+    assert drill, "the history holds the drill's flows"
+    args = ["drill", "--check", "--format", "json", "--namespace", ns, *SINCE]
+    args += ["--state", str(tmp_path / "none.sqlite")]
+    relay = FakeRelay(responses(mine), free_port()).start()
+    try:
+        seen = dnswatch(*args, "--relay", f"127.0.0.1:{relay.port}")
+    finally:
+        relay.stop()
+    assert seen.returncode == 0, seen.stdout + seen.stderr
+    report = json.loads(seen.stdout)
+    assert report["seen"] and any(s["stage"] == "relay" and s["ok"] for s in report["stages"])
+    # The node that ran the drill's pod lost events: its flows never reached Relay.
+    lost = pb.GetFlowsResponse(
+        node_name="node-1",
+        lost_events=pb.LostEvent(
+            source=pb.LostEventSource.PERF_EVENT_RING_BUFFER, num_events_lost=512
+        ),
+    )
+    other = [x for x in mine if x not in drill]
+    relay = FakeRelay(responses(other), free_port(), Behaviour(extra=[lost])).start()
+    try:
+        missed = dnswatch(*args, "--relay", f"127.0.0.1:{relay.port}")
+    finally:
+        relay.stop()
+    assert missed.returncode == 6, missed.stdout + missed.stderr
+    report = json.loads(missed.stdout)
+    assert report["failed_stage"] == "relay"
+    (stage,) = [s for s in report["stages"] if s["stage"] == "relay"]
+    assert "Relay lost events on node node-1 (512)" in stage["detail"]

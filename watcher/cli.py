@@ -46,6 +46,69 @@ def parse_time(value: str) -> float:
     return parsed.timestamp()
 
 
+def _add_relay_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--relay",
+        metavar="ADDRESS",
+        help="read DNS flows from Hubble Relay's GetFlows (e.g. hubble-relay.kube-system:80): "
+        "every node's, filtered on the server; without --follow, what it holds of the long "
+        "window",
+    )
+    p.add_argument("--tls", action="store_true", help="--relay: connect with TLS")
+    p.add_argument("--tls-ca", metavar="FILE", help="--relay --tls: CA bundle for Relay")
+    p.add_argument(
+        "--tls-cert", metavar="FILE", help="--relay --tls: client certificate (Relay's mTLS)"
+    )
+    p.add_argument("--tls-key", metavar="FILE", help="--relay --tls: the client key")
+    p.add_argument(
+        "--tls-server-name",
+        metavar="NAME",
+        help="--relay --tls: the name Relay's certificate holds",
+    )
+    p.add_argument(
+        "--since",
+        metavar="TIME",
+        help="--relay: flows from this time (RFC 3339 or Unix seconds; default: the long "
+        "window back, or now with --follow)",
+    )
+    p.add_argument(
+        "--relay-timeout",
+        metavar="DURATION",
+        default="10s",
+        help="--relay: connecting and the first answer (default 10s)",
+    )
+
+
+def _relay_options(args: argparse.Namespace) -> Any:
+    """RelayOptions from --relay and its TLS flags (None without --relay); a TLS flag without
+    --relay is a usage error."""
+    if not args.relay:
+        if args.tls or args.tls_ca or args.tls_cert or args.tls_key or args.tls_server_name:
+            raise ConfigError("--tls and its options go with --relay")
+        if args.since:
+            raise ConfigError("--since goes with --relay")
+        return None
+    from watcher.duration import parse_duration
+    from watcher.sources.relay.stream import RelayOptions
+
+    try:
+        timeout = parse_duration(args.relay_timeout)
+    except ValueError as exc:
+        raise ConfigError(f"--relay-timeout: {exc}") from None
+    relay = RelayOptions(
+        args.relay,
+        since=parse_time(args.since) if args.since else None,
+        tls=args.tls,
+        ca=args.tls_ca,
+        cert=args.tls_cert,
+        key=args.tls_key,
+        server_name=args.tls_server_name,
+        timeout=timeout,
+    )
+    relay.credentials()  # a bad TLS option is a usage error, before anything starts
+    return relay
+
+
 def _add_source_args(p: argparse.ArgumentParser) -> None:
     src = p.add_argument_group("data source (one of)")
     src.add_argument(
@@ -225,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the state; names the stage to look at when not",
     )
     dri.add_argument("--flows", nargs="+", metavar="FILE", help="--check from flow log files")
+    _add_relay_args(dri)
     dri.add_argument(
         "--state", metavar="PATH", help="state database (default: $DNSWATCH_STATE_PATH)"
     )
@@ -250,36 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
         "hubble observe --follow -o jsonpb; with --relay and no PATH, Relay's live stream; "
         "findings are printed as they happen",
     )
-    flo.add_argument(
-        "--relay",
-        metavar="ADDRESS",
-        help="read DNS flows from Hubble Relay's GetFlows (e.g. hubble-relay.kube-system:80): "
-        "every node's, filtered on the server; without --follow, what it holds of the long "
-        "window",
-    )
-    flo.add_argument("--tls", action="store_true", help="--relay: connect with TLS")
-    flo.add_argument("--tls-ca", metavar="FILE", help="--relay --tls: CA bundle for Relay")
-    flo.add_argument(
-        "--tls-cert", metavar="FILE", help="--relay --tls: client certificate (Relay's mTLS)"
-    )
-    flo.add_argument("--tls-key", metavar="FILE", help="--relay --tls: the client key")
-    flo.add_argument(
-        "--tls-server-name",
-        metavar="NAME",
-        help="--relay --tls: the name Relay's certificate holds",
-    )
-    flo.add_argument(
-        "--since",
-        metavar="TIME",
-        help="--relay: flows from this time (RFC 3339 or Unix seconds; default: the long "
-        "window back, or now with --follow)",
-    )
-    flo.add_argument(
-        "--relay-timeout",
-        metavar="DURATION",
-        default="10s",
-        help="--relay: connecting and the first answer (default 10s)",
-    )
+    _add_relay_args(flo)
     flo.add_argument(
         "--position-file",
         metavar="PATH",
@@ -499,35 +534,12 @@ def cmd_flows(args: argparse.Namespace) -> int:
     from watcher.flows.command import FlowsOptions, run
 
     cfg = _config(args)
-    relay = None
+    relay = _relay_options(args)
     follow = args.follow
-    if args.relay:
-        from watcher.duration import parse_duration
-        from watcher.sources.relay.stream import RelayOptions
-
-        try:
-            timeout = parse_duration(args.relay_timeout)
-        except ValueError as exc:
-            raise ConfigError(f"--relay-timeout: {exc}") from None
-        relay = RelayOptions(
-            args.relay,
-            since=parse_time(args.since) if args.since else None,
-            tls=args.tls,
-            ca=args.tls_ca,
-            cert=args.tls_cert,
-            key=args.tls_key,
-            server_name=args.tls_server_name,
-            timeout=timeout,
-        )
-        relay.credentials()  # a bad TLS option is a usage error, before anything starts
-        if follow == "":
-            follow = "relay"
-    elif follow == "":
-        raise ConfigError("--follow needs a PATH (or - for stdin), or --relay ADDRESS")
-    elif args.since:
-        raise ConfigError("--since goes with --relay")
-    elif args.tls or args.tls_ca or args.tls_cert or args.tls_key or args.tls_server_name:
-        raise ConfigError("--tls and its options go with --relay")
+    if follow == "":
+        if relay is None:
+            raise ConfigError("--follow needs a PATH (or - for stdin), or --relay ADDRESS")
+        follow = "relay"
     options = FlowsOptions(
         files=list(args.files or []),
         follow=follow,
@@ -559,7 +571,9 @@ def cmd_drill(args: argparse.Namespace) -> int:
     if args.metrics_file and args.prometheus_url:
         raise ConfigError("give either --prometheus-url or --metrics-file, not both")
     at = parse_time(args.at) if args.at else None
-    check = drillcheck.check(cfg, args.flows, args.metrics_file, at, args.namespace)
+    check = drillcheck.check(
+        cfg, args.flows, args.metrics_file, at, args.namespace, relay=_relay_options(args)
+    )
     sys.stdout.write(drillcheck.render(check, args.format or "text") + "\n")
     return EXIT_OK if check.seen else EXIT_DRILL_MISSED
 

@@ -5,6 +5,8 @@ The stages a drill's queries go through, in order; the first that fails is where
     hubble_metric   Prometheus scrapes the agents' Hubble metrics, with the dns metric on
     query_label     ... and its `query` label (`dns:query`)
     exporter_fields flow logs: the exporter keeps time and l7.dns (its field mask)
+    relay           Hubble Relay (--relay): it answered, and lost no events on any node and
+                    reached every node (else: "Relay lost events on node X")
     dns_proxy       the drill's pod's DNS goes through Cilium's DNS proxy (a DNS-rule policy)
     drill_queries   names under the drill zone were seen (the drill ran, recently enough)
     detection       the judge alerted on them (a `drill` finding, with its delay)
@@ -31,6 +33,7 @@ STAGES = (
     "hubble_metric",
     "query_label",
     "exporter_fields",
+    "relay",
     "dns_proxy",
     "drill_queries",
     "detection",
@@ -194,10 +197,64 @@ def flows(check: Check, cfg: Config, files: list[str], namespace: str | None) ->
         check.add("exporter_fields", False, f"{c.lines} lines read; {hint}")
         return
     check.add("exporter_fields", True, f"{c.dns_flows} DNS flows with their fields")
+    _from_scan(check, cfg, result, seen_ns["n"], namespace, "in the flow lines")
+
+
+def from_relay(check: Check, cfg: Config, opts: Any, namespace: str | None) -> None:
+    """Stages seen from Hubble Relay: it answered, and saw every node whole (no lost events,
+    no unreachable node); then the drill's names as from flow lines."""
+    from watcher.errors import SourceError
+    from watcher.flows import FlowScan
+    from watcher.sources.relay.stream import RelayStream
+
+    scan = FlowScan(cfg)
+    now = time.time()
+    since = opts.since if opts.since is not None else now - cfg.windows.long
+    stream = RelayStream(opts, False, since, until=now, counts=scan.source.counts)
+    scan.source.notes = stream.coverage.warnings
+    in_ns = 0
+    try:
+        while not stream.eof:
+            got = stream.read()
+            if namespace:
+                in_ns += sum(f.source.startswith(namespace + "/") for f in got)
+            scan.feed_flows(got)
+    except SourceError as exc:
+        check.add("relay", False, str(exc))
+        return
+    finally:
+        stream.close()
+    result = scan.result()
+    cov = stream.coverage
+    blind = []
+    lost: dict[str, int] = {}
+    for (_, node), n in cov.lost.items():
+        lost[node] = lost.get(node, 0) + n
+    blind += [f"Relay lost events on node {node} ({n})" for node, n in sorted(lost.items())]
+    down = cov.unavailable()
+    if down:
+        blind.append(f"Relay cannot reach node(s) {', '.join(down[:10])}")
+    findings = [Finding(**_finding_args(f)) for f in result["findings"]]
+    if blind and _drill(findings, namespace) is None:
+        check.add("relay", False, "; ".join(blind) + ": the drill's flows may be among them")
+        return
+    note = f" ({'; '.join(blind)})" if blind else ""
+    check.add("relay", True, f"{scan.counts.dns_flows} DNS flows from Hubble Relay{note}")
+    _from_scan(check, cfg, result, in_ns, namespace, "in Relay's flows")
+
+
+def _from_scan(
+    check: Check,
+    cfg: Config,
+    result: dict[str, Any],
+    seen_ns: int,
+    namespace: str | None,
+    where: str,
+) -> None:
     findings = [Finding(**_finding_args(f)) for f in result["findings"]]
     found = _drill(findings, namespace)
     if found is None and namespace:
-        if not seen_ns["n"]:
+        if not seen_ns:
             check.add(
                 "dns_proxy",
                 False,
@@ -206,7 +263,7 @@ def flows(check: Check, cfg: Config, files: list[str], namespace: str | None) ->
             )
             return
         check.add("dns_proxy", True, f"pods in {namespace} are seen by the DNS proxy")
-    _judged(check, found, cfg, "in the flow lines")
+    _judged(check, found, cfg, where)
 
 
 def _finding_args(j: dict[str, Any]) -> dict[str, Any]:
@@ -276,15 +333,19 @@ def check(
     metrics_file: str | None,
     at: float | None,
     namespace: str | None,
+    relay: Any = None,
 ) -> Check:
-    """Every stage visible from what was given: flow files, else a metrics file or the
-    configured Prometheus (when any), then the state."""
+    """Every stage visible from what was given: flow files or Hubble Relay (`relay`:
+    RelayOptions), else a metrics file or the configured Prometheus (when any), then the
+    state."""
     from watcher.sources.opener import open_source, read_window
     from watcher.sources.prometheus import PrometheusSource
 
     out = Check()
     if flow_files:
         flows(out, cfg, flow_files, namespace)
+    elif relay is not None:
+        from_relay(out, cfg, relay, namespace)
     elif metrics_file or cfg.prometheus.url:
         source = open_source(cfg, metrics_file)
         count_ns = None
