@@ -11,7 +11,6 @@ the window has one writer.
 from __future__ import annotations
 
 import hashlib
-import queue
 import random
 import threading
 import time
@@ -185,13 +184,15 @@ class RelayStream:
             for key in position.get("keys") or ():
                 self.recent.append((self.newest, str(key)))
                 self.keys.add(str(key))
-        self._q: queue.Queue[Any] = queue.Queue(QUEUE)
+        # Messages as received (bytes: decoded on the follower's side, so the reader thread
+        # only receives), _END last; a deque, not a Queue: a lock per message costs more than
+        # the message. The reader waits while it holds QUEUE.
+        self._q: deque[Any] = deque()
+        self._ready = threading.Event()  # something was queued
+        self._busy = False
         self._stop = threading.Event()
         self._error: SourceError | None = None
         self._call: Any = None
-        # The newest flow received (the reader's): a dropped stream resumes there, and the
-        # flows a resumed stream repeats are known by key to the follower's side.
-        self._received = self.newest
         self._creds = opts.credentials()  # a bad TLS option fails now, not on the thread
         self._thread = threading.Thread(target=self._run, name="relay-reader", daemon=True)
         self._thread.start()
@@ -202,32 +203,36 @@ class RelayStream:
         """Flows received since the last call, converted, without repeats; SourceError if the
         stream failed for good."""
         out: list[DnsFlow] = []
-        deadline = time.monotonic() + wait
-        while len(out) < 4096:
-            try:
-                item = self._q.get(timeout=max(0.0, deadline - time.monotonic()) if not out else 0)
-            except queue.Empty:
-                break
-            if item is _END:
-                self.eof = True
-                if self._error is not None:
-                    raise self._error
-                break
-            self._take(item, out)
+        q = self._q
+        if not q:
+            self._ready.clear()
+            if not q:
+                self._ready.wait(wait)
+        self._busy = True  # a reconnect waits until what was popped is taken
+        try:
+            for _ in range(min(len(q), 8192)):
+                item = q.popleft()
+                if item is _END:
+                    self.eof = True
+                    if self._error is not None:
+                        raise self._error
+                    break
+                self._take(item, out)
+        finally:
+            self._busy = False
         return out
 
-    def _take(self, resp: pb.GetFlowsResponse, out: list[DnsFlow]) -> None:
+    def _take(self, raw: bytes, out: list[DnsFlow]) -> None:
         c = self.counts
         assert c.skipped is not None
         c.lines += 1
+        resp = pb.GetFlowsResponse.FromString(raw)
         t = flow_time(resp)
         if t is None:
             self.coverage.saw(resp)
             c.skipped["lost_events" if resp.HasField("lost_events") else "other_event"] += 1
             return
-        key = (
-            resp.flow.uuid or hashlib.blake2b(resp.SerializeToString(), digest_size=12).hexdigest()
-        )
+        key = resp.flow.uuid or hashlib.blake2b(raw, digest_size=12).hexdigest()
         if key in self.keys:
             c.lines -= 1  # a repeat of a resumed stream
             return
@@ -293,11 +298,16 @@ class RelayStream:
                         )
                         return
                     raise _Drop(f"{where} is unreachable") from None
-                since = self._received
+                # Resume after the flows taken: wait until the follower's side has taken what
+                # the last stream queued, then start at its newest flow (the flows it repeats
+                # at that time are known by key).
+                while (self._q or self._busy) and not self._stop.is_set():
+                    time.sleep(0.01)
+                since = self.newest
                 call = channel.unary_stream(
                     METHOD,
                     request_serializer=pb.GetFlowsRequest.SerializeToString,
-                    response_deserializer=pb.GetFlowsResponse.FromString,
+                    response_deserializer=None,
                 )(dns_request(self.follow, since, self.until))
                 self._call = call
                 for resp in call:
@@ -307,9 +317,6 @@ class RelayStream:
                             self.warn(f"{where}: stream resumed")
                     ever = True
                     attempt = 0
-                    t = flow_time(resp)
-                    if t is not None and (self._received is None or t > self._received):
-                        self._received = t
                     self._put(resp)
                     if self._stop.is_set():
                         return
@@ -346,12 +353,12 @@ class RelayStream:
         self.warn(f"{msg}; reconnecting")
 
     def _put(self, item: Any) -> None:
-        while not self._stop.is_set():
-            try:
-                self._q.put(item, timeout=0.5)
-                return
-            except queue.Full:
-                continue
+        q = self._q
+        while len(q) >= QUEUE and not self._stop.is_set():
+            time.sleep(0.005)  # the judge is behind: the stream waits (gRPC flow control)
+        q.append(item)
+        if not self._ready.is_set():
+            self._ready.set()
 
     def _fail(self, msg: str) -> None:
         self._error = SourceError(msg)
