@@ -148,7 +148,7 @@ def main() -> int:
     )
     print(f"{'convert only (decode + DnsFlow), flows/s':<52} {rows['convert_only_per_s']:>12,.0f}")
     print(f"{'relay / file speed':<52} {rows['relay_vs_file']:>12.2f}")
-    print(f"{'same findings':<52} {str(same):>12}")
+    print(f"{'same findings':<52} {same!s:>12}")
     results = ROOT / "benchmarks" / "results"
     results.mkdir(exist_ok=True)
     (results / "bench_relay.json").write_text(json.dumps(rows, indent=1))
