@@ -144,7 +144,8 @@ def main() -> int:
         f"{'relay: end to end, flows/s (wall)':<52} {rows['relay_end_to_end_wall_per_s']:>12,.0f}"
     )
     print(
-        f"{'relay: receive + convert, flows/s (CPU)':<52} {rows['relay_receive_only_per_s']:>12,.0f}"
+        f"{'relay: receive + convert, flows/s (CPU)':<52} "
+        f"{rows['relay_receive_only_per_s']:>12,.0f}"
     )
     print(f"{'convert only (decode + DnsFlow), flows/s':<52} {rows['convert_only_per_s']:>12,.0f}")
     print(f"{'relay / file speed':<52} {rows['relay_vs_file']:>12.2f}")
