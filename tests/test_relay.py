@@ -230,6 +230,16 @@ def test_lost_events_and_unavailable_nodes_are_warnings_and_metrics(
             )
         ),
         pb.GetFlowsResponse(
+            node_status=pb.NodeStatusEvent(
+                state_change=pb.NodeState.NODE_CONNECTED, node_names=["node-c"]
+            )
+        ),
+        pb.GetFlowsResponse(  # removed from the cluster: not a blind spot
+            node_status=pb.NodeStatusEvent(
+                state_change=pb.NodeState.NODE_GONE, node_names=["node-c"]
+            )
+        ),
+        pb.GetFlowsResponse(
             node_name="node-a",
             lost_events=pb.LostEvent(
                 source=pb.LostEventSource.HUBBLE_RING_BUFFER, num_events_lost=120

@@ -123,7 +123,10 @@ class Coverage:
             st = resp.node_status
             state = pb.NodeState.Name(st.state_change) if st.state_change in _NODE_STATES else ""
             for node in st.node_names:
-                self.nodes[node] = state
+                if state == "NODE_GONE":
+                    self.nodes.pop(node, None)  # left the cluster: nothing of it to miss
+                else:
+                    self.nodes[node] = state
 
     def unavailable(self) -> list[str]:
         return sorted(n for n, s in self.nodes.items() if s not in ("NODE_CONNECTED", ""))
