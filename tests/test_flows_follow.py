@@ -178,3 +178,35 @@ def test_a_never_ending_pipe_gets_findings_as_they_happen() -> None:
     finally:
         proc.stdin.close()  # EOF ends the stream
         assert proc.wait(20) == 0
+
+
+def test_a_live_judge_waits_for_plain_names_to_ripen_and_pages_only_on_the_tunnels(
+    tmp_path: Path,
+) -> None:
+    """The lab's ordinary client, met cold (a follower just started): its first second holds
+    64 answered or stale names not yet asked again. Judged live, as a follower judges (every
+    few lines), they are not one-off until they could have been asked again, so only the two
+    tools' tunnels alert, whatever the reads' size; judged without the wait the client pages."""
+    from tests.lab import run as lab
+    from watcher.config import Config
+    from watcher.flows.scan import FlowScan
+
+    flows, _, _ = lab.render(lab.FIXTURE, tmp_path)
+    lines = flows.read_bytes().split(b"\n")[:-1]
+    tunnels = {
+        ("tunnel-lab/iodine-client-7c9d5b8f4-q2wxp", "iodinelab.test"),
+        ("tunnel-lab/dns2tcp-client-5f6b7c8d9-h7k2m", "dns2tcplab.test"),
+    }
+
+    def alerts(live: bool, chunk: int) -> set[tuple[str, str | None]]:
+        scan = FlowScan(Config(), live=live)
+        got = set()
+        for i in range(0, len(lines), chunk):
+            for f in scan.feed(lines[i : i + chunk]) + scan.judge_now():
+                if f.is_alert:
+                    got.add((f.source, f.domain))
+        return got
+
+    for chunk in (50, 200, 1000):
+        assert alerts(True, chunk) == tunnels, chunk
+    assert alerts(False, 200) > tunnels  # the test can fail: unripe names counted, it pages

@@ -213,7 +213,7 @@ def follow(
     flows.notify_interval. With a `checkpoint`, start from its state and position and write it
     every flows.checkpoint_interval and when stopping; `warn(stage, message)` hears of a
     checkpoint that could not be read ("read") or written ("write")."""
-    scan: FlowScan = FlowScan(cfg)
+    scan: FlowScan = FlowScan(cfg, live=True)
     resume: dict[str, Any] | None = None
     if checkpoint is not None and (path is not None or relay is not None):
         scan, resume = _restored(cfg, checkpoint, warn)
@@ -297,14 +297,14 @@ def _restored(
     try:
         got = checkpoint.load()
         if got is None:
-            return FlowScan(cfg), None
-        scan = FlowScan(cfg)
+            return FlowScan(cfg, live=True), None
+        scan = FlowScan(cfg, live=True)
         scan.restore(got.state)
     except CheckpointError as exc:
         warn("read", str(exc))
-        return FlowScan(cfg), None
+        return FlowScan(cfg, live=True), None
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         warn("read", f"checkpoint {checkpoint.path} is corrupt ({type(exc).__name__})")
-        return FlowScan(cfg), None
+        return FlowScan(cfg, live=True), None
     scan.window.trim()
     return scan, got.position

@@ -38,10 +38,17 @@ class Exported:
 class FlowScan:
     """The flow source's evidence judged as it comes, keeping the most severe per channel."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, live: bool = False) -> None:
+        """`live`: a follower, whose findings are printed and sent as they come and cannot be
+        taken back: plain names count as one-off in the long and day windows only once they
+        could have been asked again (judge.repeat_min_slots steps after their first ask). A
+        batch read judges in hindsight (a channel first judged before its names were re-asked
+        is quieted once they are), so it needs no wait."""
         self.cfg = cfg
         self.source = FlowSource(cfg)
         self.window = self.source.window
+        if live:
+            self.window.ripe = cfg.judge.repeat_step * cfg.judge.repeat_min_slots
         self.counts = self.source.counts
         self.rules = self.window.rules
         self.best: dict[tuple[str, str], Finding] = {}
@@ -94,20 +101,23 @@ class FlowScan:
         out = []
         for s in self.window.candidates(f.export_min_distinct):
             ch = to_channel(s, self.cfg)
-            if ch.long is None or ch.long.one_off.distinct < f.export_min_distinct:
+            short = ch.short.one_off.distinct if ch.short else 0
+            # The short window counts a live judge's unripe names too (the long waits for
+            # them): either may make the channel worth summing.
+            if ch.long is None or max(short, ch.long.one_off.distinct) < f.export_min_distinct:
                 continue
             found = judge(ch, self.cfg)
             out.append(
                 Exported(
                     ch.client,
                     ch.domain,
-                    ch.short.one_off.distinct if ch.short else 0,
+                    short,
                     ch.long.one_off.distinct,
                     ch.long.one_off.encoded,
                     found is not None and found.is_alert,
                 )
             )
-        out.sort(key=lambda e: (-e.long, e.workload, e.domain))
+        out.sort(key=lambda e: (-max(e.short, e.long), e.workload, e.domain))
         return out[: f.export_max_channels]
 
     def judge_now(self) -> list[Finding]:

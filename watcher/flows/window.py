@@ -287,6 +287,10 @@ class FlowWindow:
         self.repeat_step = cfg.judge.repeat_step
         # Asks in this many steps, or this many steps apart, are a host's (window.spread_reask).
         self.spread_steps = cfg.judge.repeat_min_slots
+        # Judging live (a follower), a plain name is a payload candidate of the long and day
+        # windows only once it could have been asked again: `ripe` seconds after its first ask
+        # (0: judged in hindsight, a batch read). See `live`.
+        self.ripe = 0.0
         self.keep = max(1, math.ceil(cfg.windows.long / self.step))
         self.short_buckets = max(1, math.ceil(cfg.windows.short / self.step))
         self.evicted: list[PairSummary] = []  # judged by the caller, then cleared
@@ -575,12 +579,13 @@ class FlowWindow:
         one_off: list[tuple[int, int, int] | None] = [None, None, None]
         hosts = (0, 0, 0)
         reasked = 0
-        if st.hosty:
+        if st.hosty or self.ripe:
             froms = (short_from, long_from, at - self.day if day[0] >= 0 else math.inf)
             news = (total(short_b, B_NEW), long_new, day[1])
             encs = (total(short_b, B_ENCODED), total(long_b, B_ENCODED), day[2])
             wildcard = st.distinct_addresses() < 0.3 * min(max(long_new, 1), 1024)
-            one_off, hosts, reasked = _tally(st, self.step, froms, news, encs, wildcard)
+            young = at - self.ripe if self.ripe else math.inf
+            one_off, hosts, reasked = _tally(st, self.step, froms, news, encs, wildcard, young)
         pods = st.pod_counts()
         top = sorted(pods.items(), key=lambda kv: -kv[1])[:5]
         return PairSummary(
@@ -707,32 +712,38 @@ def _tally(
     news: tuple[float, float, float],
     encs: tuple[float, float, float],
     wildcard: bool,
+    young: float = math.inf,
 ) -> tuple[list[tuple[int, int, int] | None], tuple[int, int, int], int]:
     """Per window (short, long, day: the bucket starts at or after `froms`), the one-off
     names (new names less those that are hosts), their encoded-looking ones and queries; the
     widest window's hosts by principle; and how many names were asked again. A name forgotten
     (flows.max_names_per_pair) counts as one-off: what is not known to be a host is a payload
-    candidate."""
+    candidate. Plain names first asked after `young` (a live judge's unripe names) are neither
+    in the long and day windows: not yet known to be hosts or one-off."""
     hosts = [[0, 0, 0] for _ in froms]
     enc_hosts = [0, 0, 0]
     queries = [0, 0, 0]
+    unripe = 0
     reasked = 0
     for code in st.all_codes():
         reasked += bool(code & N_REASKED)
         t = first_asked(st, code)
         start = t - t % step
         kind = host_kind(code, wildcard)
+        waiting = kind < 0 and t > young and not code & (N_ENCODED | N_ODD)
+        unripe += waiting
         for w, since in enumerate(froms):
             if start < since:
                 continue
             if kind < 0:
-                queries[w] += (code & _ASKS) >> ASKS_SHIFT
+                if not (waiting and w):
+                    queries[w] += (code & _ASKS) >> ASKS_SHIFT
             else:
                 hosts[w][kind] += 1
                 enc_hosts[w] += bool(code & N_ENCODED)
     one_off: list[tuple[int, int, int] | None] = []
     for w in range(3):
-        n = max(0, int(news[w]) - sum(hosts[w]))
+        n = max(0, int(news[w]) - sum(hosts[w]) - (unripe if w else 0))
         one_off.append((n, max(0, int(encs[w]) - enc_hosts[w]), max(n, queries[w])))
     widest = 2 if froms[2] != math.inf else 1
     return one_off, (hosts[widest][0], hosts[widest][1], hosts[widest][2]), reasked
