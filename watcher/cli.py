@@ -30,7 +30,7 @@ they stay pending), 6 drill --check: the last drill was not seen end to end. Err
 on stderr; --debug adds the traceback."""
 
 
-def parse_time(value: str) -> float:
+def parse_time(value: str, flag: str = "--at") -> float:
     """RFC 3339 (`2026-05-28T20:00:00Z`) or Unix seconds."""
     text = value.strip()
     try:
@@ -40,9 +40,9 @@ def parse_time(value: str) -> float:
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
-        raise ConfigError(f"--at: not RFC 3339 or Unix seconds: {value!r}") from None
+        raise ConfigError(f"{flag}: not RFC 3339 or Unix seconds: {value!r}") from None
     if parsed.tzinfo is None:
-        raise ConfigError(f"--at: give a time zone (e.g. Z): {value!r}")
+        raise ConfigError(f"{flag}: give a time zone (e.g. Z): {value!r}")
     return parsed.timestamp()
 
 
@@ -97,7 +97,7 @@ def _relay_options(args: argparse.Namespace) -> Any:
         raise ConfigError(f"--relay-timeout: {exc}") from None
     relay = RelayOptions(
         args.relay,
-        since=parse_time(args.since) if args.since else None,
+        since=parse_time(args.since, "--since") if args.since else None,
         tls=args.tls,
         ca=args.tls_ca,
         cert=args.tls_cert,
