@@ -96,11 +96,15 @@ class Runner:
         self.ck = d / "pos.checkpoint"
         self.listen = listen
         self.proc: subprocess.Popen[bytes] | None = None
+        self.relay_args: list[str] = []
 
     def start(self, *extra: str) -> None:
-        args = [sys.executable, "-m", "watcher.cli", "flows", "--follow", str(self.log)]
-        args += ["--position-file", str(self.d / "pos.json"), "--config", str(self.cfg)]
-        args += ["--format", "json", *extra]
+        args = [sys.executable, "-m", "watcher.cli", "flows"]
+        if extra and extra[0] == "--relay":
+            args += ["--checkpoint", str(self.ck)]
+        else:
+            args += ["--follow", str(self.log), "--position-file", str(self.d / "pos.json")]
+        args += ["--config", str(self.cfg), "--format", "json", *extra]
         if self.listen:
             args += ["--listen", f"127.0.0.1:{self.listen}"]
         out, err = (self.d / "out").open("ab"), (self.d / "err").open("ab")
@@ -415,3 +419,61 @@ def test_a_checkpoint_past_its_window_or_under_other_settings_is_not_restored(
         Checkpoint(path, other).load()
     assert Checkpoint(path, cfg).load() is not None
     assert Checkpoint(tmp_path / "none", cfg).load() is None  # none yet: a fresh start
+
+
+# The same restart through Hubble Relay's stream (tests/relayserver.py): the follower's position
+# is the newest flow's time and the keys of the flows at it; Relay restarts holding every flow.
+
+
+@pytest.fixture(scope="module")
+def day_messages(day: list[bytes]) -> list[Any]:
+    from tests.relayserver import responses
+
+    return responses(day)
+
+
+def _relay_runner(d: Path, port: int) -> Runner:
+    r = Runner(d, CONFIG)
+    r.relay_args = ["--relay", f"127.0.0.1:{port}", "--follow", "--since", "2000-01-01T00:00:00Z"]
+    return r
+
+
+def _wait_flows(r: Runner, n: int, timeout: float = 120.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        assert r.proc is not None and r.proc.poll() is None, r.stderr()
+        try:
+            if r.saved_counts()[1] >= n:
+                return
+        except (AssertionError, CheckpointError):
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"not {n} flows in {timeout}s: {r.stderr()}")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_relay_follower_restarted_at_hour_11_alerts_as_one_that_never_stopped(
+    day: list[bytes], day_messages: list[Any], baseline: Runner, tmp_path: Path, sig: int
+) -> None:
+    from tests.relayserver import FakeRelay
+
+    cut = cut_at(day, KILL_HOUR)
+    port = free_port()
+    relay = FakeRelay(day_messages[:cut], port).start()
+    r = _relay_runner(tmp_path / "run", port)
+    try:
+        r.start(*r.relay_args)
+        _wait_flows(r, cut)
+        code = r.stop(sig)
+        assert code == (0 if sig == signal.SIGTERM else -signal.SIGKILL), r.stderr()
+        relay.stop()
+        relay = FakeRelay(day_messages, port).start()  # Relay restarted, holding every flow
+        r.start(*r.relay_args)
+        _wait_flows(r, len(day))
+        time.sleep(1.0)  # a repeat counted twice would show now
+        assert r.stop() == 0
+    finally:
+        relay.stop()
+    assert "warning" not in r.stderr(), r.stderr()
+    assert r.alerts() == baseline.alerts()
+    assert r.saved_counts() == (len(day), len(day))
