@@ -35,7 +35,7 @@ from watcher.duration import human_duration
 from watcher.flows import window as fw
 
 MAGIC = b"dnswatch-checkpoint\n"
-FORMAT = 1
+FORMAT = 2  # 2: the pairs as a list
 # The packed layout a body is only readable with: PairState's fields and the offsets of its
 # arrays and name codes. A build that changes any of them reads an older body as "another
 # version" (a warning), never as wrong figures.

@@ -314,12 +314,19 @@ class FlowWindow:
 
     def snapshot(self) -> dict[str, object]:
         """The window's state, by reference: serialize it before the next line. Taken between
-        reads, when FlowSource.feed has judged the evicted pairs (none are pending)."""
-        return {k: getattr(self, k) for k in self.STATE}
+        reads, when FlowSource.feed has judged the evicted pairs (none are pending). The pairs
+        as a list, oldest activity first: their keys are their own fields."""
+        out = {k: getattr(self, k) for k in self.STATE}
+        out["pairs"] = list(self.pairs.values())
+        return out
 
     def restore(self, state: dict[str, object]) -> None:
         for k in self.STATE:
             setattr(self, k, state[k])
+        pairs = state["pairs"]
+        if not isinstance(pairs, list):
+            raise TypeError("pairs")
+        self.pairs = OrderedDict(((st.workload, st.domain), st) for st in pairs)
 
     def trim(self) -> None:
         """Back under flows.max_pairs (a restored window saved under a higher cap): the least
