@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, dnswatch
 from tests.lab import run as lab
 from tests.promserver import free_port
 from tests.relayserver import Behaviour, FakeRelay, responses, tls_files
@@ -38,16 +38,6 @@ SINCE = ["--since", "2000-01-01T00:00:00Z"]
 def lab_lines(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[bytes]]:
     flows, _, _ = lab.render(lab.FIXTURE, tmp_path_factory.mktemp("lab"))
     return flows, flows.read_bytes().split(b"\n")[:-1]
-
-
-def dnswatch(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "watcher.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
 
 
 def findings(report: dict[str, Any]) -> list[tuple[str, str, str, str | None, str]]:
