@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,14 +26,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_flows import hwm_kib, rss_kib  # noqa: E402
+from benchmarks.bench_flows import child, hwm_kib, rss_kib  # noqa: E402
 from tests.flowlines import exchange  # noqa: E402
 from watcher.config import Config  # noqa: E402
 from watcher.flows.checkpoint import Checkpoint  # noqa: E402
 from watcher.flows.scan import FlowScan  # noqa: E402
 
 
-def child(keys: int) -> None:
+def run_child(keys: int) -> None:
     cfg = Config.model_validate({"flows": {"max_pairs": max(keys, 100)}})
     scan = FlowScan(cfg)
     base = rss_kib()
@@ -85,14 +84,7 @@ def child(keys: int) -> None:
 
 
 def measure(keys: int) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child-keys", str(keys)],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return child(__file__, keys)
 
 
 def main() -> int:
@@ -101,7 +93,7 @@ def main() -> int:
     ap.add_argument("--child-keys", type=int)
     args = ap.parse_args()
     if args.child_keys:
-        child(args.child_keys)
+        run_child(args.child_keys)
         return 0
     rows = [measure(int(k)) for k in args.keys.split(",")]
     head = ("active pairs", "state MiB", "file MiB", "B/pair", "write s", "+peak MiB", "read s")

@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -101,15 +102,20 @@ def child_memory(keys: int) -> None:
     print(json.dumps({"keys": keys, "peak_growth_kib": hwm_kib() - base}))
 
 
-def memory(keys: int) -> dict[str, float]:
+def child(script: str, keys: int) -> dict[str, Any]:
+    """Run `script --child-keys K` in its own process (its own peak RSS); its last JSON line."""
     out = subprocess.run(
-        [sys.executable, __file__, "--child-keys", str(keys)],
+        [sys.executable, script, "--child-keys", str(keys)],
         capture_output=True,
         text=True,
         check=True,
         cwd=ROOT,
     ).stdout
-    got = json.loads(out.strip().splitlines()[-1])
+    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def memory(keys: int) -> dict[str, float]:
+    got = child(__file__, keys)
     return {
         "keys": keys,
         "mib": got["peak_growth_kib"] / 1024,
