@@ -271,7 +271,8 @@ def covert(seed: int = 51) -> Composite:
     10 min) and its download (237 base64 names); 60 base32 chunks beside a 30 s heartbeat;
     250 one-off word names in 12 min to a zone whose server answers every name with its own
     address; an idle C2 polling 16 names for 40 minutes, never answered; a session rotated
-    over ten rare domains, ~30 short one-off names each, every answer NXDOMAIN. Benign
+    over ten rare domains, ~30 short one-off names each, every answer NXDOMAIN; a secret sent
+    in one name, asked once, to a zone only its pod resolves. Benign
     counterparts:
     a health check asking one name of a rare domain every 30 s all day, 40 per-tenant SaaS
     hosts re-asked all day, a job retrying one retired name all day (NXDOMAIN), two agents of a
@@ -314,6 +315,14 @@ def covert(seed: int = 51) -> Composite:
     src = add_incident(c, "session", rng, domain="cdn-update.example", at=100, duration=30,
                        rate=10, replicas=10, encoding="numeric", answers="nxdomain")  # fmt: skip
     comp.incidents["a session rotated over ten rare domains"] = (src, "", 110)
+    # A credential (~60 bytes) sent in one name, asked once, to a zone no one else resolves.
+    src = add_incident(c, "tunnel", rng, domain="vault-sync.example", at=150, duration=1,
+                       rate=1, encoding="base32", answers="nxdomain")  # fmt: skip
+    comp.incidents["a secret in one name to a zone only it resolves"] = (
+        src,
+        "vault-sync.example",
+        155,
+    )
     # A health check, SaaS tenants' hosts, a broken lookup, a measurement service, a crawler.
     for family in MORE_FAMILIES:
         comp.benign.extend(add_family(c, family, rng).split())

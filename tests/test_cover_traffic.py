@@ -48,6 +48,7 @@ def flows_until(history: Composite, minute: int, tmp: Path) -> dict[str, Any]:
         "one-off names answered with addresses by their own server",
         "an idle C2 polling 16 names, never answered",
         "a session rotated over ten rare domains",
+        "a secret in one name to a zone only it resolves",
     ],
 )
 def test_a_payload_beside_cover_traffic_alerts_within_ten_minutes(
@@ -60,6 +61,8 @@ def test_a_payload_beside_cover_traffic_alerts_within_ten_minutes(
     assert "quieted_by" not in ev, ev
     if hits[0]["kind"] == "beacon":  # its names are hosts: their repetition is the case
         assert ev["beacon_names"] == 16 and ev["regularity"] >= 0.5, ev
+    elif "secret" in case:  # one name: its size, and a zone no one else resolves
+        assert hits[0]["kind"] == "suspicious_name" and ev["secret_sized"], ev
     elif not domain:  # one finding for the session, naming its domains
         assert ev["domains"] >= 3 and all(
             d.endswith("-cdn-update.example") for d in ev["session_domains"]
@@ -107,6 +110,7 @@ def test_one_retired_name_retried_all_day_is_not_paged(
         "one-off names answered with addresses by their own server",
         "an idle C2 polling 16 names, never answered",
         "a session rotated over ten rare domains",
+        "a secret in one name to a zone only it resolves",
     ],
 )
 def test_the_flow_lines_alert_within_ten_minutes_and_on_nothing_benign(

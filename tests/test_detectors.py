@@ -128,13 +128,54 @@ def test_allowlisted_sources_are_ignored() -> None:
     assert detect_all(w, cfg) == []
 
 
-@pytest.mark.parametrize(
-    ("n", "severity"), [(1, "info"), (2, "info"), (3, "warning"), (20, "critical")]
-)
+@pytest.mark.parametrize(("n", "severity"), [(3, "warning"), (20, "critical")])
 def test_few_encoded_names(n: int, severity: str) -> None:
-    w = window([], [("app/a", q, 1) for q in encoded(n)])
+    w = window([], [("app/a", q, 1) for q in encoded(n)] + other_client("evil.example"))
     [f] = judged(w)
     assert (f.kind, f.severity) == ("suspicious_name", severity)
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_one_or_two_encoded_names_to_a_zone_others_resolve_stay_info(n: int) -> None:
+    w = window([], [("app/a", q, 1) for q in encoded(n)] + other_client("evil.example"))
+    [f] = judged(w)
+    assert (f.kind, f.severity) == ("suspicious_name", "info")
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_a_credential_in_one_or_two_names_to_a_zone_only_it_resolves_alerts(n: int) -> None:
+    """A 30-byte secret fits in one name; a zone no other workload resolves has the sender's
+    own server behind it."""
+    [f] = judged(window([], [("app/a", q, 1) for q in encoded(n)]))
+    assert (f.kind, f.severity) == ("suspicious_name", "warning")
+    assert "secret's size" in f.summary and f.evidence["secret_sized"]
+
+
+@pytest.mark.parametrize(
+    "label",
+    [
+        rng.bytes(16).hex(),  # a 128-bit hash or a UUID without dashes
+        base64.urlsafe_b64encode(rng.bytes(16)).decode().rstrip("="),  # a UUID, base64url
+    ],
+)
+def test_identifiers_to_a_private_zone_are_not_secrets(label: str) -> None:
+    """Two 16-byte identifiers (say a zone's first two measurement tokens, before its other
+    users show up) stay under secret_min_bytes: info."""
+    other = base64.urlsafe_b64encode(rng.bytes(16)).decode().rstrip("=")
+    rows = [("app/a", f"{label}.evil.example.", 1), ("app/a", f"{other}.evil.example.", 1)]
+    [f] = judged(window([], rows))
+    assert f.severity == "info"
+
+
+def test_one_secret_sized_name_from_a_crawler_is_chance() -> None:
+    """The base rate still speaks: a client resolving thousands of domains."""
+    crawl = [("app/a", f"www.site{i}.com.", 1) for i in range(CFG.names.busy_client_domains)]
+    [f] = [
+        f
+        for f in judged(window([], [("app/a", encoded(1)[0], 1), *crawl]))
+        if f.domain == "evil.example"
+    ]
+    assert f.severity == "info" and f.evidence["quieted_by"] == "busy_client"
 
 
 def test_few_names_with_characters_no_host_has_stay_alerts_however_often_repeated() -> None:
@@ -422,7 +463,9 @@ def test_hosts_re_queried_over_the_day_are_not_a_day_burst() -> None:
 
 def test_encoded_names_over_the_day_need_the_long_windows_rate() -> None:
     names = encoded(40, "drip.example")  # under 48 = 12 per 6 h over 24 h
-    plain = CFG.model_copy(update={"names": CFG.names.model_copy(update={"min_distinct": 99})})
+    plain = CFG.model_copy(
+        update={"names": CFG.names.model_copy(update={"min_distinct": 99, "secret_min_bytes": 1e9})}
+    )
     w = _day([("app/a", n, 1) for n in names[:8]], [("app/a", n, 1) for n in names])
     assert [f.is_alert for f in judged(w, plain)] in ([], [False])
     more = encoded(50, "drip.example")

@@ -208,6 +208,18 @@ class NamesConfig(_Section):
     critical_distinct: int = Field(
         20, ge=1, description="Encoded-looking distinct names under one domain for critical."
     )
+    secret_min_bytes: float = Field(
+        20,
+        ge=1,
+        description=(
+            "Payload bytes of one encoded-looking one-off name from which fewer than "
+            "min_distinct such names alert (warning) under a zone only their workload "
+            "resolves: one name can carry a credential (an API key or secret key: 20-40 "
+            "bytes), and the zone's server is the sender's own. Identifiers stay under it (a "
+            "UUID or a 128-bit hash: 16 bytes). The base-rate principles (family, shared "
+            "zone, busy client) still quiet them."
+        ),
+    )
     family_factor: float = Field(
         3.0,
         ge=1,

@@ -34,6 +34,7 @@ from watcher.drill import recognise
 from watcher.duration import human_duration
 from watcher.evidence import Evidence, Volume
 from watcher.findings import SEVERITY_RANK, Finding, Kind, Severity
+from watcher.lexical import shape
 
 _Candidate = tuple[Severity, Kind, float, str, dict[str, Any]]
 # On a tie in severity: the burst (the whole picture, and the same kind from every source),
@@ -216,6 +217,18 @@ def _encoded(ch: Channel, cfg: Config, one_off: bool) -> list[_Candidate]:
     )
     score = min(1.0, names.mean_score * min(1.0, 0.5 + k / (2 * n.min_distinct)))
     ev = names.evidence(label, cfg.output.max_name_chars)
+    biggest = max(
+        (shape(x).est_bytes for x in names.samples if shape(x).score >= n.min_score), default=0
+    )
+    if sev == "info" and one_off and ch.prevalence == 1 and biggest >= n.secret_min_bytes:
+        # A credential fits in one name, and no other workload resolves the zone, so nothing
+        # but the sender's own server answers it. Identifiers (a UUID, a 128-bit hash: 16
+        # bytes) stay under the bar.
+        sev = "warning"
+        ev["secret_sized"] = (
+            f"a name of ~{int(biggest)} bytes to a zone only this workload resolves"
+        )
+        summary += f": a name of ~{int(biggest)} bytes, a secret's size, to a zone only it resolves"
     base_rate = _base_rate(ch, cfg) if one_off and k < cfg.burst.encoded_min_distinct else None
     if base_rate is not None and sev != "info":
         sev = "info"

@@ -656,13 +656,26 @@ class FlowWindow:
             hosts=hosts,
         )
 
+    def _worth(self, st: PairState, least: int) -> bool:
+        """At least `least` names, or fewer of which the most payload-like could carry a
+        secret (names.secret_min_bytes): one such name can raise the pair."""
+        if len(st.names) >= least:
+            return True
+        n = self.cfg.names
+        # 6 bits a character at most: a shorter payload cannot hold the bytes (cheap first).
+        if not st.samples or st.longest - len(st.domain) - 1 < n.secret_min_bytes * 8 / 6:
+            return False
+        sh = _shape(st.samples[0], st.domain)
+        return sh.score >= n.min_score and sh.est_bytes >= n.secret_min_bytes
+
     def candidates(self, least: int) -> list[PairSummary]:
-        """Summaries of the pairs with at least `least` new names in the long window, now."""
+        """Summaries of the pairs with at least `least` new names in the long window, now (or
+        a secret-sized one: _worth)."""
         out = []
         for st in self.pairs.values():
-            if len(st.names) >= least:
+            if self._worth(st, least):
                 s = self.summary(st, self.now)
-                if s.long_new >= least:
+                if s.long_new >= (least if len(st.names) >= least else 1):
                     out.append(s)
         return out
 
@@ -672,7 +685,7 @@ class FlowWindow:
         out = []
         for key in dict.fromkeys(self.closed):
             st = self.pairs.get(key)
-            if st is not None and len(st.names) >= least:
+            if st is not None and self._worth(st, least):
                 # The bucket just opened holds one request: judge as of the one before it.
                 start = st.last_start()
                 out.append(self.summary(st, start if start is not None else st.last))
