@@ -22,6 +22,13 @@ SEL = 'source=~"$source", source=~"$namespace/.*"'
 # Names with a label of 40+ characters, and names with characters no host name has.
 LONG_LABEL = r"(?s)(?:.*\\.)?[^.]{40,}(?:\\..*)?"
 ODD_CHARS = r"(?s).*[^-a-z0-9._].*"
+# The busiest channels' distinct names, from the watcher's own bounded series: a metrics scan
+# (dnswatch_channel_names) or the flow followers (one series per node, summed).
+CHANNEL_NAMES = (
+    'max by (workload, domain) (dnswatch_channel_names{window="short", workload=~"$namespace/.*"})'
+    ' or sum by (workload, domain) '
+    '(dnswatch_flow_channel_names{window="short", workload=~"$namespace/.*"})'
+)
 SOURCES = 'label_values(source:hubble_dns_queries:rate5m{source=~"$namespace/.*"}, source)'
 
 
@@ -72,26 +79,24 @@ def dashboard() -> dict[str, Any]:
         ),
         panel(
             2,
-            "Distinct names queried per source, 10 min (top 10)",
+            "Distinct names per workload, 10 min (top 10)",
             "timeseries",
             (12, 0, 12, 8),
-            [target(f"topk(10, source:hubble_dns_names_queried:count10m{{{SEL}}})", "{{source}}")],
-            "Names queried in the last 10 minutes (new or queried again; persisting series "
-            "that were not queried do not count). Cluster domain excluded.",
+            [target(f"topk(10, sum by (workload) ({CHANNEL_NAMES}))", "{{workload}}")],
+            "Names queried in the last 10 minutes, summed over each workload's busiest "
+            "channels (workload, registered domain) as the watcher exports them "
+            "(dnswatch_channel_names, output.export_channels per window; a flow follower's "
+            "dnswatch_flow_channel_names, summed over nodes). Cluster domain excluded. No "
+            "rule reads every Hubble series for it (docs/rules-and-dashboard.md).",
         ),
         panel(
             3,
-            "Distinct names per source and zone, 10 min (top 10)",
+            "Distinct names per workload and domain, 10 min (top 10)",
             "table",
             (0, 8, 12, 8),
-            [
-                target(
-                    f"topk(10, source_zone:hubble_dns_names_queried:count10m{{{SEL}}})",
-                    instant=True,
-                )
-            ],
-            "Zone = the last two labels of the names, cut in PromQL: approximate (co.uk-style "
-            "suffixes group many domains). `dnswatch scan` reports the registered domain.",
+            [target(f"topk(10, {CHANNEL_NAMES})", instant=True)],
+            "The busiest channels of the watcher's last scan: the registered domain, as "
+            "`dnswatch scan` reports it.",
         ),
         panel(
             4,
@@ -127,13 +132,13 @@ def dashboard() -> dict[str, Any]:
         ),
         panel(
             6,
-            "Hubble DNS series vs scrape limit",
+            "Hubble samples per scrape vs scrape limit",
             "timeseries",
             (12, 16, 12, 8),
             [
                 target(
-                    "sum(instance:hubble_dns_queries_series:count)",
-                    "hubble_dns_queries_total series",
+                    'sum(scrape_samples_scraped{job=~".*hubble.*"})',
+                    "all Hubble samples (every node)",
                 ),
                 target(
                     'max(scrape_samples_scraped{job=~".*hubble.*"})',

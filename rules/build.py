@@ -1,7 +1,12 @@
-"""Build rules/hubble-dns.rules.yml and rules/prometheusrule.yaml from the watcher's own pieces.
+"""Build the rule files from the watcher's own pieces:
 
-    python rules/build.py          # rewrite both files
-    python rules/build.py --check  # exit 1 if either is stale (CI)
+    rules/hubble-dns.rules.yml        the default: per-source rates (every 2 min) and the alerts
+    rules/prometheusrule.yaml         the same as a Prometheus Operator PrometheusRule
+    rules/hubble-dns-names.rules.yml  opt-in: distinct names per source and zone from every
+    rules/prometheusrule-names.yaml   Hubble series (the dear group) and HubbleDNSSubdomainBurst
+
+    python rules/build.py          # rewrite them
+    python rules/build.py --check  # exit 1 if one is stale (CI)
     python rules/build.py --docs-url https://git.example.corp/sec/dnswatch/-/blob/main/docs \
         --out my-rules/             # runbook_url links into your copy of the docs
 
@@ -34,12 +39,19 @@ METRIC = "hubble_dns_queries_total"
 DOCS_URL = "docs"  # the docs shipped in this repository (watcher config links.docs_url)
 RULES_FILE = ROOT / "rules" / "hubble-dns.rules.yml"
 OPERATOR_FILE = ROOT / "rules" / "prometheusrule.yaml"
+NAMES_RULES_FILE = ROOT / "rules" / "hubble-dns-names.rules.yml"
+NAMES_OPERATOR_FILE = ROOT / "rules" / "prometheusrule-names.yaml"
 # Only host-name characters make a zone: a label value from an attacker-chosen name stays printable.
 ZONE_REGEX = r"(?:.*\.)?([a-z0-9_-]+\.[a-z0-9_-]+)\.?"
 BURST_MIN_NAMES = 40  # the watcher's burst.short_min_distinct
 NAMES_INTERVAL = (
     "2m"  # the names group: half the cost of every minute, still under `for: 2m`+lookback
 )
+# The rate group reads every Hubble DNS series: every 2 minutes halves its cost (~8 s a minute
+# at 1M series every minute, docs/performance.md); the rate is over 5 minutes, the alert
+# waits 5 minutes, so nothing is lost between evaluations.
+RATE_INTERVAL = "2m"
+RATE_SAMPLES_HOUR = 30  # evaluations in an hour at RATE_INTERVAL: the history the alert needs
 
 
 def _allowlisted_zones() -> str:
@@ -70,21 +82,18 @@ def _across_nodes_expr() -> str:
     )
 
 
-def rules(docs_url: str = DOCS_URL) -> dict[str, Any]:
+def rules(docs_url: str = DOCS_URL, names_group: bool = False) -> dict[str, Any]:
+    """The default rule groups, or (names_group) the opt-in one: distinct names from every
+    Hubble series, with the alert that reads it."""
     rate = "source:hubble_dns_queries:rate5m"
     past = f"{rate}[1d] offset 30m"
-    # Cheap, always on: one pass of rate() and a series count (2.2 s per evaluation at 100k
-    # series, docs/performance.md).
-    cheap = [
-        {"record": rate, "expr": f"sum by (source) (rate({METRIC}[5m]))"},
-        {
-            "record": "instance:hubble_dns_queries_series:count",
-            "expr": f"count by (instance) ({METRIC})",
-        },
-    ]
-    # Distinct names: set operations over every series, ~4x the cheap group's cost. Every
-    # NAMES_INTERVAL (the 10 min windows overlap, so nothing is missed); drop the group on a
-    # cluster where even that is too dear: `dnswatch scan` finds bursts without it.
+    # The one rule of the default set that reads every Hubble series: one pass of rate(). The
+    # series count comes free from scrape_samples_scraped; distinct names per channel come
+    # from the watcher's own bounded series (dnswatch_channel_names), not from a rule.
+    cheap = [{"record": rate, "expr": f"sum by (source) (rate({METRIC}[5m]))"}]
+    # Distinct names: set operations over every series, ~4x the rate's cost. Every
+    # NAMES_INTERVAL (the 10 min windows overlap, so nothing is missed); opt-in: `dnswatch
+    # scan` finds bursts without it, and the dashboard reads the watcher's series.
     names = [
         {"record": "source:hubble_dns_names_queried:count10m", "expr": _names_expr("source")},
         {
@@ -113,7 +122,7 @@ def rules(docs_url: str = DOCS_URL) -> dict[str, Any]:
             "HubbleDNSQueryRateHigh",
             f"{rate} > 3\nand {rate} > 6 * quantile_over_time(0.5, {past})\n"
             f"and {rate} > 2 * quantile_over_time(0.99, {past})\n"
-            f"and count_over_time({past}) >= 60",
+            f"and count_over_time({past}) >= {RATE_SAMPLES_HOUR}",
             "5m",
             "DNS query rate of {{ $labels.source }} is far above its own past.",
             '{{ $labels.source }} sends {{ $value | printf "%.1f" }} DNS queries/s: over 6 '
@@ -168,21 +177,31 @@ def rules(docs_url: str = DOCS_URL) -> dict[str, Any]:
             "exfiltration detection is not running. Check the CronJob or Deployment.",
         ),
     ]
+    if names_group:
+        burst = [a for a in alerts if a["alert"] == "HubbleDNSSubdomainBurst"]
+        return {
+            "groups": [
+                {"name": "hubble-dns.names", "interval": NAMES_INTERVAL, "rules": names},
+                {"name": "hubble-dns.names.alerts", "rules": burst},
+            ]
+        }
     return {
         "groups": [
-            {"name": "hubble-dns.rules", "interval": "1m", "rules": cheap},
-            {"name": "hubble-dns.names", "interval": NAMES_INTERVAL, "rules": names},
-            {"name": "hubble-dns.alerts", "rules": alerts},
+            {"name": "hubble-dns.rules", "interval": RATE_INTERVAL, "rules": cheap},
+            {
+                "name": "hubble-dns.alerts",
+                "rules": [a for a in alerts if a["alert"] != "HubbleDNSSubdomainBurst"],
+            },
         ]
     }
 
 
-def operator_resource(spec: dict[str, Any]) -> dict[str, Any]:
+def operator_resource(spec: dict[str, Any], name: str = "hubble-dns-watcher") -> dict[str, Any]:
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
         "metadata": {
-            "name": "hubble-dns-watcher",
+            "name": name,
             "labels": {
                 "app.kubernetes.io/name": "hubble-dns-watcher",
                 "prometheus": "k8s",
@@ -206,12 +225,23 @@ _Dumper.add_representer(str, _str)
 
 
 def render(docs_url: str = DOCS_URL) -> dict[Path, str]:
-    spec = rules(docs_url)
+    spec, names = rules(docs_url), rules(docs_url, names_group=True)
     head = (
         "# Generated by rules/build.py from the watcher's own PromQL and allowlist. Do not edit.\n"
     )
+    opt_in = (
+        "# Opt-in (docs/rules-and-dashboard.md): reads every Hubble DNS series with set\n"
+        "# operations, ~30 s per evaluation at 1M series.\n"
+    )
     dump = lambda d: yaml.dump(d, Dumper=_Dumper, sort_keys=False, width=10000)  # noqa: E731
-    return {RULES_FILE: head + dump(spec), OPERATOR_FILE: head + dump(operator_resource(spec))}
+    return {
+        RULES_FILE: head + dump(spec),
+        OPERATOR_FILE: head + dump(operator_resource(spec)),
+        NAMES_RULES_FILE: head + opt_in + dump(names),
+        NAMES_OPERATOR_FILE: head
+        + opt_in
+        + dump(operator_resource(names, "hubble-dns-watcher-names")),
+    }
 
 
 def main() -> int:

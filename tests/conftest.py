@@ -99,6 +99,13 @@ def watcher_and_scrape_series(start: int, minutes: int) -> str:
         f'domain="evil.example",kind="channel_behaviour",severity="warning"}} 42 {start + m * 60}'
         for m in range(1, minutes + 1)
     ]
+    # A metrics-path watcher's busiest channels (dnswatch serve, or run with a Pushgateway).
+    lines.append("# TYPE dnswatch_channel_names gauge")
+    lines += [
+        f'dnswatch_channel_names{{workload="shop/web",domain="example.com",window="short"}} '
+        f"12 {start + m * 60}"
+        for m in range(1, minutes + 1)
+    ]
     lines.append("# TYPE dnswatch_flow_lines gauge")
     lines += [
         f'dnswatch_flow_lines{{outcome="dns"}} {m * 1000} {start + m * 60}'
@@ -134,7 +141,10 @@ def rules_prom(
     )
     server = PrometheusServer(tmp_path_factory.mktemp("prom-rules"), text)
     server.backfill_rules(
-        ROOT / "rules" / "hubble-dns.rules.yml", c.start, c.start + c.minutes * 60
+        c.start,
+        c.start + c.minutes * 60,
+        ROOT / "rules" / "hubble-dns.rules.yml",
+        ROOT / "rules" / "hubble-dns-names.rules.yml",  # the opt-in group, for its own tests
     )
     yield server
     server.stop()

@@ -107,7 +107,7 @@ class PrometheusServer:
             f"Prometheus did not start: {(self.workdir / 'prometheus.log').read_text()}"
         )
 
-    def backfill_rules(self, rule_file: Path, start: int, end: int) -> None:
+    def backfill_rules(self, start: int, end: int, *rule_files: Path) -> None:
         """Evaluate recording rules over the history (promtool), then restart to load them."""
         out = self.workdir / "rule-blocks"
         self._promtool(
@@ -119,7 +119,7 @@ class PrometheusServer:
             f"--url={self.url}",
             f"--output-dir={out}",
             "--eval-interval=60s",
-            str(rule_file),
+            *map(str, rule_files),
         )
         self.stop()
         for block in out.iterdir():

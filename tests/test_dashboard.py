@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from prometheus_client.openmetrics import exposition as openmetrics
 
 from tests.conftest import ROOT
 from tests.histories import Composite
 from tests.promserver import PrometheusServer
+from watcher.config import load_config
+from watcher.detect import scanned
+from watcher.selfmetrics import SelfMetrics
+from watcher.sources.opener import read_evidence
+from watcher.sources.prometheus import PrometheusSource
+from watcher.window import workload_of
 
 DASHBOARD: dict[str, Any] = json.loads((ROOT / "dashboards" / "hubble-dns.json").read_text())
 PANELS: list[dict[str, Any]] = DASHBOARD["panels"]
@@ -69,12 +77,12 @@ def test_the_required_panels_are_there() -> None:
     titles = " | ".join(p["title"].lower() for p in PANELS)
     for words in (
         "query rate by source",
-        "names queried per source",
-        "per source and zone",
+        "names per workload, 10 min",
+        "per workload and domain",
         "long names",
         "watcher findings",
         "last successful scan",
-        "series vs scrape limit",
+        "vs scrape limit",
         "nxdomain ratio",
         "flow logs: sources and domains",
     ):
@@ -118,16 +126,33 @@ def test_the_variables_have_values(
 
 
 @pytest.mark.prometheus
-def test_the_zone_panel_shows_the_tunnel(
-    rules_prom: PrometheusServer, cluster_history: Composite
+def test_the_domain_panel_shows_the_tunnel_from_the_watchers_own_series(
+    rules_prom: PrometheusServer, cluster_history: Composite, tmp_path: Path
 ) -> None:
+    """The real chain with no names rule: the watcher scans the history at the tunnel's minute,
+    exports its busiest channels (dnswatch_channel_names), a Prometheus holds them, and the
+    panel's query shows the tunnel among its ten rows."""
     source, _, minute = cluster_history.incidents["iodine-like tunnel"]
-    panel = next(p for p in PANELS if "per source and zone" in p["title"])
-    rows = rules_prom.query(substitute(panel["targets"][0]["expr"]), cluster_history.at(minute))
-    # The panel is a top-10 table of raw counts: the tunnel is in it (a wildcard-DNS router with
-    # 250 re-queried names may rank above it; the watcher tells the two apart, a count cannot).
-    shown = {(r["metric"]["source"], r["metric"]["zone"]) for r in rows}  # type: ignore[index]
-    assert (source, "tunnel-a.example") in shown and len(rows) <= 10
+    at = cluster_history.at(minute)
+    cfg = load_config(environ={})
+    got = scanned(read_evidence(PrometheusSource(rules_prom.url, cfg), at), cfg)
+    metrics = SelfMetrics()
+    metrics.channels(got.busiest)
+    assert len(got.busiest) <= 2 * cfg.output.export_channels
+    text = openmetrics.generate_latest(metrics.registry).decode()
+    # Two scrapes of it, a minute apart, as Prometheus would hold them.
+    stamped = "".join(
+        f"{ln}\n" if ln.startswith("#") else f"{ln} {int(at) - 60}\n{ln} {int(at)}\n"
+        for ln in text.splitlines()
+    )
+    prom = PrometheusServer(tmp_path, stamped)
+    try:
+        panel = next(p for p in PANELS if "per workload and domain" in p["title"])
+        rows = prom.query(substitute(panel["targets"][0]["expr"]), int(at))
+    finally:
+        prom.stop()
+    shown = {(r["metric"]["workload"], r["metric"]["domain"]) for r in rows}  # type: ignore[index]
+    assert (workload_of(source), "tunnel-a.example") in shown and len(rows) <= 10, shown
 
 
 @pytest.mark.prometheus

@@ -20,11 +20,13 @@ from tests.promserver import PrometheusServer, require
 from watcher.domains import DEFAULT_ALLOWLIST
 
 RULES = ROOT / "rules" / "hubble-dns.rules.yml"
+NAMES_RULES = ROOT / "rules" / "hubble-dns-names.rules.yml"  # opt-in
 TESTS = ROOT / "rules" / "tests" / "hubble-dns.test.yml"
 
 
 def groups() -> list[dict[str, Any]]:
-    return yaml.safe_load(RULES.read_text())["groups"]  # type: ignore[no-any-return]
+    """The default groups and the opt-in names groups."""
+    return [g for f in (RULES, NAMES_RULES) for g in yaml.safe_load(f.read_text())["groups"]]
 
 
 def alerts() -> list[dict[str, Any]]:
@@ -33,7 +35,9 @@ def alerts() -> list[dict[str, Any]]:
 
 def test_promtool_check_rules() -> None:
     proc = subprocess.run(
-        [require("promtool"), "check", "rules", str(RULES)], capture_output=True, text=True
+        [require("promtool"), "check", "rules", str(RULES), str(NAMES_RULES)],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -98,12 +102,31 @@ def test_every_alert_has_a_firing_and_a_quiet_test_named_as_sentences() -> None:
     assert not missing
 
 
-def test_the_prometheusrule_is_valid_and_carries_the_same_rules() -> None:
-    resource = yaml.safe_load((ROOT / "rules" / "prometheusrule.yaml").read_text())
+@pytest.mark.parametrize(
+    ("operator", "rules"),
+    [("prometheusrule.yaml", RULES), ("prometheusrule-names.yaml", NAMES_RULES)],
+)
+def test_the_prometheusrule_is_valid_and_carries_the_same_rules(operator: str, rules: Path) -> None:
+    resource = yaml.safe_load((ROOT / "rules" / operator).read_text())
     schema = json.loads((ROOT / "tests" / "schemas" / "prometheusrule_v1.json").read_text())
     errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(resource), key=str)
     assert not [e.message for e in errors]
-    assert resource["spec"] == yaml.safe_load(RULES.read_text())
+    assert resource["spec"] == yaml.safe_load(rules.read_text())
+
+
+def test_the_default_rules_read_every_hubble_series_once_and_the_names_group_is_opt_in() -> None:
+    """The footprint (issue 33): by default one rule touches hubble_dns_queries_total (the
+    rate); the set operations over every series (distinct names) ship apart."""
+    default = yaml.safe_load(RULES.read_text())["groups"]
+    heavy = [r for g in default for r in g["rules"] if "hubble_dns_queries_total" in r["expr"]]
+    assert [r.get("record") for r in heavy if "absent(" not in r["expr"]] == [
+        "source:hubble_dns_queries:rate5m"
+    ]
+    assert not [g for g in default if g["name"] == "hubble-dns.names"]
+    assert [g["name"] for g in yaml.safe_load(NAMES_RULES.read_text())["groups"]] == [
+        "hubble-dns.names",
+        "hubble-dns.names.alerts",
+    ]
 
 
 def test_the_burst_alert_skips_every_default_allowlisted_zone() -> None:

@@ -518,6 +518,16 @@ class FlowsConfig(_Section):
 
 class OutputConfig(_Section):
     sample_names: int = Field(5, ge=0, le=50, description="Sample names per finding.")
+    export_channels: int = Field(
+        50,
+        ge=0,
+        le=1000,
+        description=(
+            "Busiest channels per window whose distinct names the watcher exports "
+            "(dnswatch_channel_names{workload,domain,window}) for the dashboard: bounded, so no "
+            "rule has to count names over every Hubble series. 0 exports none."
+        ),
+    )
     max_name_chars: int = Field(120, ge=20, description="Names longer than this are truncated.")
 
 

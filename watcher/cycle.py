@@ -88,6 +88,7 @@ def _scan(read: Callable[[], Scanned], metrics: SelfMetrics, report: CycleReport
         metrics.scan_failed(time.monotonic() - t0)
         return
     metrics.scanned(time.monotonic() - t0, report.findings, time.time())
+    metrics.channels(got.busiest)
 
 
 def _latest_per_incident(pending: list[Delivery]) -> tuple[list[Delivery], list[int]]:

@@ -13,6 +13,7 @@ import pandas as pd
 
 from watcher.channel import Channel, from_window
 from watcher.config import Config, domain_rules
+from watcher.findings import ChannelNames
 from watcher.window import Window
 
 
@@ -41,3 +42,19 @@ def of_window(window: Window, cfg: Config) -> Evidence:
         Volume(window.at, window.step_seconds, window.volume),
         list(window.warnings),
     )
+
+
+def busiest(channels: list[Channel], limit: int) -> list[ChannelNames]:
+    """The `limit` channels with most distinct names in each of the short and long windows."""
+    out: list[ChannelNames] = []
+    for window in ("short", "long"):
+        spans = [(ch, getattr(ch, window)) for ch in channels]
+        ranked = sorted(
+            ((ch, s) for ch, s in spans if s is not None and s.names.distinct),
+            key=lambda cs: (-cs[1].names.distinct, cs[0].client, cs[0].domain),
+        )
+        out += [
+            ChannelNames(ch.client, ch.domain, window, s.names.distinct, s.one_off.distinct)
+            for ch, s in ranked[:limit]
+        ]
+    return out

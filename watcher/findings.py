@@ -59,6 +59,19 @@ class Scanned:
     at: float
     findings: list[Finding]
     warnings: list[str] = field(default_factory=list)
+    busiest: list[ChannelNames] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ChannelNames:
+    """Distinct names of one of the busiest channels in one window: what the dashboard's
+    names panels read (dnswatch_channel_names), bounded by output.export_channels."""
+
+    workload: str
+    domain: str
+    window: str  # "short" | "long"
+    names: int
+    one_off: int
 
 
 def most_severe(findings: list[Finding], key: Any) -> dict[Any, Finding]:

@@ -13,7 +13,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import push_to_gateway
 
-from watcher.findings import Finding
+from watcher.findings import ChannelNames, Finding
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series only add cardinality here
 
@@ -82,6 +82,30 @@ class SelfMetrics:
             counts[(f.kind, f.severity)] = counts.get((f.kind, f.severity), 0) + 1
         for (kind, sev), n in counts.items():
             self.findings.labels(kind, sev).set(n)
+
+    def channels(self, busiest: list[ChannelNames]) -> None:
+        """Distinct names of the busiest channels of the last scan: the dashboard's names
+        panels, at most 2 x output.export_channels series."""
+        if not hasattr(self, "busiest_names"):
+            self.busiest_names = Gauge(
+                "dnswatch_channel_names",
+                "Distinct names of the busiest (workload, registered domain) channels in the "
+                "last scan, by window (short: 10 min, long: 6 h).",
+                ["workload", "domain", "window"],
+                registry=self.registry,
+            )
+            self.busiest_one_off = Gauge(
+                "dnswatch_channel_one_off_names",
+                "Of those, names not judged hosts (not asked again later, nor by others).",
+                ["workload", "domain", "window"],
+                registry=self.registry,
+            )
+        self.busiest_names.clear()
+        self.busiest_one_off.clear()
+        for c in busiest:
+            labels = (c.workload[:200], c.domain[:200], c.window)
+            self.busiest_names.labels(*labels).set(c.names)
+            self.busiest_one_off.labels(*labels).set(c.one_off)
 
     def scan_failed(self, duration: float) -> None:
         self.scan_duration.set(duration)

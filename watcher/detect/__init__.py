@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from watcher.config import Config, domain_rules
 from watcher.detect.judge import judge, judge_all, judge_evidence, judge_volume
-from watcher.evidence import Evidence, of_window
+from watcher.evidence import Evidence, busiest, of_window
 from watcher.findings import Finding, Scanned, sort_findings
 from watcher.window import Window
 
@@ -23,5 +23,8 @@ def detect_all(window: Window, cfg: Config) -> list[Finding]:
 def scanned(ev: Evidence, cfg: Config) -> Scanned:
     """One source's evidence judged: the cycle's input."""
     return Scanned(
-        ev.at, sort_findings(judge_evidence(ev, cfg, domain_rules(cfg))), list(ev.warnings)
+        ev.at,
+        sort_findings(judge_evidence(ev, cfg, domain_rules(cfg))),
+        list(ev.warnings),
+        busiest(ev.channels, cfg.output.export_channels),
     )
