@@ -87,7 +87,7 @@ def build(series: int, hours: float, seed: int) -> tuple[list[PodSpec], dict[str
         pods.append(p)
     # A rollout: 8% of pods replaced by new pods of the same workload at a random minute.
     for p in list(pods[: pods_n * 8 // 100]):
-        at = int(rng.integers(minutes // 4, minutes - 30))
+        at = int(rng.integers(minutes // 4, max(minutes // 4 + 1, minutes - 30)))
         p.end = at
         new = PodSpec(
             p.ns,

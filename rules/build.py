@@ -142,7 +142,9 @@ def rules(docs_url: str = DOCS_URL, names_group: bool = False) -> dict[str, Any]
         ),
         alert(
             "HubbleDNSMetricsAbsent",
-            f"absent({METRIC})",
+            # The recorded rate, not the raw metric: absent() over every Hubble series costs
+            # ~7 s a minute at 1M; the rate exists exactly while some series gets samples.
+            f"absent({rate})",
             "15m",
             "Hubble DNS metrics are absent: DNS exfiltration detection is blind.",
             f"No {METRIC} series for 15 minutes. Either the DNS metric is not enabled, no pod "

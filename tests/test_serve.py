@@ -62,6 +62,12 @@ def test_serve_runs_cycles_exposes_metrics_and_stops_on_sigterm(
         try:
             text = wait_for_metric(url, 'dnswatch_scans_total{outcome="success"} 3.0')
             assert 'dnswatch_findings{kind="high_volume",severity="warning"} 1.0' in text
+            # The dashboard's names panels: the busiest channels, bounded per window.
+            names = [ln for ln in text.splitlines() if ln.startswith("dnswatch_channel_names{")]
+            for window in ("short", "long"):
+                rows = [ln for ln in names if f'window="{window}"' in ln]
+                assert 0 < len(rows) <= 50, (window, len(rows))
+            assert all('workload="' in ln and 'domain="' in ln for ln in names)
             assert 'dnswatch_notifications_total{channel="slack",outcome="sent"} 5.0' in text
             last = [ln for ln in text.splitlines() if ln.startswith("dnswatch_last_success")]
             assert float(last[0].split()[-1]) > time.time() - 60
