@@ -26,7 +26,7 @@ ODD_CHARS = r"(?s).*[^-a-z0-9._].*"
 # (dnswatch_channel_names) or the flow followers (one series per node, summed).
 CHANNEL_NAMES = (
     'max by (workload, domain) (dnswatch_channel_names{window="short", workload=~"$namespace/.*"})'
-    ' or sum by (workload, domain) '
+    " or sum by (workload, domain) "
     '(dnswatch_flow_channel_names{window="short", workload=~"$namespace/.*"})'
 )
 SOURCES = 'label_values(source:hubble_dns_queries:rate5m{source=~"$namespace/.*"}, source)'
