@@ -167,6 +167,22 @@ def test_identifiers_to_a_private_zone_are_not_secrets(label: str) -> None:
     assert f.severity == "info"
 
 
+def test_a_mail_servers_dkim_key_lookups_are_not_secrets() -> None:
+    """`<selector>._domainkey.<sender>`: a 32-character base32 selector (Amazon SES's) is the
+    sender's published key id, one per sender domain, each domain resolved by this client
+    only. Protocol lookups (underscored labels) are not the asker's data: info."""
+    rows = [
+        (
+            "mail/mx",
+            f"{base64.b32encode(rng.bytes(20)).decode().lower()}._domainkey.s{i}.example.",
+            1,
+        )
+        for i in range(5)
+    ]
+    found = judged(window([], rows))
+    assert found and not [f for f in found if f.is_alert], [f.summary for f in found]
+
+
 def test_one_secret_sized_name_from_a_crawler_is_chance() -> None:
     """The base rate still speaks: a client resolving thousands of domains."""
     crawl = [("app/a", f"www.site{i}.com.", 1) for i in range(CFG.names.busy_client_domains)]

@@ -666,6 +666,7 @@ class FlowWindow:
         if not st.samples or st.longest - len(st.domain) - 1 < n.secret_min_bytes * 8 / 6:
             return False
         sh = _shape(st.samples[0], st.domain)
+        # A superset of the judge's secret_bytes (which also sets underscored names aside).
         return sh.score >= n.min_score and sh.est_bytes >= n.secret_min_bytes
 
     def candidates(self, least: int) -> list[PairSummary]:
