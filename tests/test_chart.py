@@ -12,21 +12,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-import kubernetes_validate
 import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tests.test_k8s import (
-    BASE,
-    FLOWS,
-    KUBERNETES_VERSION,
-    RELAY,
-    SCHEMAS,
-    SERVE,
-    lockdown_problems,
-)
+from tests.test_k8s import BASE, FLOWS, RELAY, SERVE, lockdown_problems, validation_failures
 from watcher.config import Config
 
 CHART = ROOT / "k8s" / "chart" / "hubble-dns-watcher"
@@ -145,20 +135,9 @@ def test_every_rendered_object_is_valid() -> None:
     assert RENDERED, "helm not installed: `make test` puts it in .venv/bin"
     failures, kinds = [], set()
     for name, docs in RENDERED.items():
-        for d in docs:
-            kinds.add(d["kind"])
-            d = {**d, "metadata": {**d["metadata"], "namespace": "dnswatch"}}
-            if d["kind"] in SCHEMAS:
-                schema = json.loads((ROOT / "tests" / "schemas" / SCHEMAS[d["kind"]]).read_text())
-                failures += [
-                    f"{name} {d['kind']}: {e.message} at {list(e.path)}"
-                    for e in jsonschema.Draft7Validator(schema).iter_errors(d)
-                ]
-                continue
-            try:
-                kubernetes_validate.validate(d, KUBERNETES_VERSION, strict=True)
-            except kubernetes_validate.ValidationError as exc:
-                failures.append(f"{name} {d['kind']} {d['metadata']['name']}: {exc.message}")
+        kinds |= {d["kind"] for d in docs}
+        placed = [{**d, "metadata": {**d["metadata"], "namespace": "dnswatch"}} for d in docs]
+        failures += [f"{name}: {f}" for f in validation_failures(placed)]
     assert not failures, failures
     assert kinds >= {
         "CronJob", "Deployment", "DaemonSet", "Job", "Service", "ServiceMonitor",
