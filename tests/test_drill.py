@@ -196,7 +196,7 @@ def test_check_names_detection_when_the_judge_keeps_the_drill_quiet(tmp_path: Pa
     config = tmp_path / "strict.yaml"
     config.write_text(
         "burst:\n  encoded_min_distinct: 200\n  short_min_distinct: 200\n"
-        "names:\n  min_distinct: 200\n  critical_distinct: 400\n"
+        "names:\n  min_distinct: 200\n  critical_distinct: 400\n  secret_min_bytes: 1000\n"
     )
     code, report = _check("--metrics-file", str(history), "--config", str(config))
     assert code == 6 and _stage_failed(report) == "detection"
