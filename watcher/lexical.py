@@ -164,3 +164,15 @@ def shape_uncached(name: str, domain: str | None = None) -> NameShape:
 # pair, when it is new there, and calls shape_uncached (a cache of every name ever seen would
 # grow with the traffic).
 shape = lru_cache(maxsize=262144)(shape_uncached)
+
+
+def secret_bytes(name: str, min_score: float) -> float:
+    """Payload bytes an encoded-looking name could carry as the asker's own data, or 0 (scored
+    under min_score). A name with an underscored label (RFC 8552: a DKIM key
+    `<selector>._domainkey`, an ACME challenge, an SRV service) is a protocol lookup whose
+    selector the zone's owner published: a mail server checking a sender's DKIM key asks one
+    such name per sender domain."""
+    sh = shape(name)
+    if sh.score < min_score or any(label.startswith("_") for label in name.split(".")):
+        return 0.0
+    return sh.est_bytes

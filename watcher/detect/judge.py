@@ -34,7 +34,7 @@ from watcher.drill import recognise
 from watcher.duration import human_duration
 from watcher.evidence import Evidence, Volume
 from watcher.findings import SEVERITY_RANK, Finding, Kind, Severity
-from watcher.lexical import shape
+from watcher.lexical import secret_bytes
 
 _Candidate = tuple[Severity, Kind, float, str, dict[str, Any]]
 # On a tie in severity: the burst (the whole picture, and the same kind from every source),
@@ -200,17 +200,6 @@ def _bursts(ch: Channel, cfg: Config, private: str | None, one_off: bool) -> lis
     return out
 
 
-def secret_bytes(name: str, cfg: Config) -> float:
-    """Payload bytes an encoded-looking name could carry as the asker's own data, or 0. A name
-    with an underscored label (RFC 8552: a DKIM key `<selector>._domainkey`, an ACME challenge,
-    an SRV service) is a protocol lookup whose selector the zone's owner published: a mail
-    server checking a sender's DKIM key asks one such name per sender domain."""
-    sh = shape(name)
-    if sh.score < cfg.names.min_score or any(label.startswith("_") for label in name.split(".")):
-        return 0.0
-    return sh.est_bytes
-
-
 def _encoded(ch: Channel, cfg: Config, one_off: bool) -> list[_Candidate]:
     names = ch.encoded_one_off if one_off else ch.encoded
     if names is None or names.distinct == 0:
@@ -228,7 +217,7 @@ def _encoded(ch: Channel, cfg: Config, one_off: bool) -> list[_Candidate]:
     )
     score = min(1.0, names.mean_score * min(1.0, 0.5 + k / (2 * n.min_distinct)))
     ev = names.evidence(label, cfg.output.max_name_chars)
-    biggest = max((secret_bytes(x, cfg) for x in names.samples), default=0.0)
+    biggest = max((secret_bytes(x, n.min_score) for x in names.samples), default=0.0)
     if sev == "info" and one_off and ch.prevalence == 1 and biggest >= n.secret_min_bytes:
         # A credential fits in one name, and no other workload resolves the zone, so nothing
         # but the sender's own server answers it. Identifiers (a UUID, a 128-bit hash: 16

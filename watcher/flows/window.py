@@ -29,7 +29,7 @@ from watcher.config import Config, day_history_needed
 from watcher.domains import DomainRules, registered_domain_uncached, subdomain_part
 from watcher.flows.model import QUERY_FEATURES, pair_vector, query_features, shipped
 from watcher.flows.summary import PairSummary
-from watcher.lexical import shape, shape_uncached
+from watcher.lexical import secret_bytes, shape, shape_uncached
 from watcher.sources.flows import DATA_QTYPES, DnsFlow
 
 _IPV4_IN_NAME = re.compile(
@@ -665,9 +665,8 @@ class FlowWindow:
         # 6 bits a character at most: a shorter payload cannot hold the bytes (cheap first).
         if not st.samples or st.longest - len(st.domain) - 1 < n.secret_min_bytes * 8 / 6:
             return False
-        sh = _shape(st.samples[0], st.domain)
-        # A superset of the judge's secret_bytes (which also sets underscored names aside).
-        return sh.score >= n.min_score and sh.est_bytes >= n.secret_min_bytes
+        # The judge's own measure, over the names it will read (the pair's samples).
+        return max(secret_bytes(x, n.min_score) for x in st.samples) >= n.secret_min_bytes
 
     def candidates(self, least: int) -> list[PairSummary]:
         """Summaries of the pairs with at least `least` new names in the long window, now (or
